@@ -1,0 +1,1 @@
+//! Benchmarks are bench binaries in src/bin.

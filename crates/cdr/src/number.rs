@@ -1,0 +1,103 @@
+//! Phone numbers as the canonical CDR carries them: E.164 (`+` and digits) or a short code.
+
+use std::fmt;
+
+/// E.164 allows at most 15 digits after the `+`.
+const MAX_E164_DIGITS: usize = 15;
+/// Short codes (`110`, `116123`, `11833`) are short; anything longer is a national number
+/// sent without normalisation, which the switch must fix.
+const MAX_SHORT_CODE_DIGITS: usize = 6;
+
+/// A validated number: `+4930901820` or a short code such as `116123`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("is empty")]
+    Empty,
+    #[error("{0:?} contains characters other than a leading `+` and digits")]
+    BadCharacter(String),
+    #[error("{0:?} has more than 15 digits (E.164 limit)")]
+    TooLong(String),
+    #[error("{0:?} is too short for E.164 (country code and subscriber number)")]
+    TooShort(String),
+    #[error("{0:?} starts with 0 after `+`: E.164 country codes never do")]
+    LeadingZero(String),
+    #[error("{0:?} is neither E.164 (`+49…`) nor a short code of 2 to 6 digits")]
+    NotE164(String),
+}
+
+impl PhoneNumber {
+    pub fn parse(s: &str) -> Result<Self, NumberError> {
+        if s.is_empty() {
+            return Err(NumberError::Empty);
+        }
+        let (plus, digits) = match s.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(NumberError::BadCharacter(s.to_owned()));
+        }
+        if plus {
+            if digits.len() > MAX_E164_DIGITS {
+                return Err(NumberError::TooLong(s.to_owned()));
+            }
+            if digits.len() < 3 {
+                return Err(NumberError::TooShort(s.to_owned()));
+            }
+            if digits.starts_with('0') {
+                return Err(NumberError::LeadingZero(s.to_owned()));
+            }
+        } else if digits.len() < 2 || digits.len() > MAX_SHORT_CODE_DIGITS {
+            return Err(NumberError::NotE164(s.to_owned()));
+        }
+        Ok(PhoneNumber(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_e164(&self) -> bool {
+        self.0.starts_with('+')
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, ok: bool) {
+        assert_eq!(PhoneNumber::parse(input).is_ok(), ok, "{input}");
+    }
+
+    #[test]
+    fn accepts_e164_and_short_codes() {
+        check("+4930901820", true);
+        check("+4915112345678", true);
+        check("110", true);
+        check("116123", true);
+        check("+491234567890123", true);
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        check("", false);
+        check("+", false);
+        check("+49 30 901820", false);
+        check("030901820", false);
+        check("+0301234", false);
+        check("+4912345678901234", false);
+        check("1", false);
+        check("*97", false);
+        check("+4930901820\u{0}", false);
+    }
+}

@@ -1,0 +1,473 @@
+//! Bytes → [`Cdr`]. A hand-written serde visitor keeps parsing single-pass and borrowing, and
+//! lets every error name the field it is about (serde's derive only says "invalid type").
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::{Cdr, Direction, Disposition, PhoneNumber, Rejection, MAX_ID_LEN};
+
+/// Parses one Kafka record value. Never panics, whatever the bytes.
+pub fn parse(bytes: &[u8]) -> Result<Cdr, Rejection> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Rejection::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    let top: Top = serde_json::from_str(text).map_err(|e| Rejection::MalformedJson {
+        detail: e.to_string(),
+    })?;
+    match top {
+        Top::NotObject(found) => Err(Rejection::NotAnObject { found }),
+        Top::Object(raw) => raw.validate(),
+    }
+}
+
+/// A JSON value as far as a CDR field cares: a string, null, or something of the wrong type.
+enum Jv<'a> {
+    Str(Cow<'a, str>),
+    Null,
+    Other(&'static str),
+}
+
+impl<'de> de::Deserialize<'de> for Jv<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JvVisitor)
+    }
+}
+
+struct JvVisitor;
+
+impl<'de> Visitor<'de> for JvVisitor {
+    type Value = Jv<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Jv::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Jv::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Jv::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Jv::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Jv::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Jv::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Jv::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Jv::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Jv::Other("a number"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Jv::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Jv::Other("an object"))
+    }
+}
+
+enum Top<'a> {
+    Object(Box<Raw<'a>>),
+    NotObject(&'static str),
+}
+
+impl<'de> de::Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = Raw::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match key.as_ref() {
+                "cdr_id" => &mut raw.cdr_id,
+                "switch_id" => &mut raw.switch_id,
+                "customer_id" => &mut raw.customer_id,
+                "calling_number" => &mut raw.calling_number,
+                "called_number" => &mut raw.called_number,
+                "direction" => &mut raw.direction,
+                "start_time" => &mut raw.start_time,
+                "answer_time" => &mut raw.answer_time,
+                "end_time" => &mut raw.end_time,
+                "disposition" => &mut raw.disposition,
+                _ => {
+                    // Forward compatibility: unknown fields are ignored.
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let value = map.next_value::<Jv<'de>>()?;
+            if slot.is_some() {
+                raw.duplicate.get_or_insert(field_name(&key));
+            }
+            *slot = Some(value);
+        }
+        Ok(Top::Object(Box::new(raw)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::NotObject("array"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Top::NotObject("string"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Top::NotObject("boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject("number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject("number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject("number"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Top::NotObject("null"))
+    }
+}
+
+/// Interns the field name so errors can carry `&'static str`.
+fn field_name(key: &str) -> &'static str {
+    const FIELDS: [&str; 10] = [
+        "cdr_id",
+        "switch_id",
+        "customer_id",
+        "calling_number",
+        "called_number",
+        "direction",
+        "start_time",
+        "answer_time",
+        "end_time",
+        "disposition",
+    ];
+    FIELDS
+        .iter()
+        .find(|f| **f == key)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+#[derive(Default)]
+struct Raw<'a> {
+    cdr_id: Option<Jv<'a>>,
+    switch_id: Option<Jv<'a>>,
+    customer_id: Option<Jv<'a>>,
+    calling_number: Option<Jv<'a>>,
+    called_number: Option<Jv<'a>>,
+    direction: Option<Jv<'a>>,
+    start_time: Option<Jv<'a>>,
+    answer_time: Option<Jv<'a>>,
+    end_time: Option<Jv<'a>>,
+    disposition: Option<Jv<'a>>,
+    duplicate: Option<&'static str>,
+}
+
+impl Raw<'_> {
+    fn validate(self) -> Result<Cdr, Rejection> {
+        if let Some(field) = self.duplicate {
+            return Err(Rejection::InvalidField {
+                field,
+                detail: "appears more than once".into(),
+            });
+        }
+        let cdr_id = id("cdr_id", self.cdr_id)?;
+        let switch_id = id("switch_id", self.switch_id)?;
+        let customer_id = id("customer_id", self.customer_id)?;
+        let calling_number = number("calling_number", self.calling_number)?;
+        let called_number = number("called_number", self.called_number)?;
+        let direction = match required_str("direction", self.direction)?.as_ref() {
+            "outbound" => Direction::Outbound,
+            "inbound" => Direction::Inbound,
+            "internal" => Direction::Internal,
+            other => {
+                return Err(Rejection::UnknownEnumValue {
+                    field: "direction",
+                    value: other.to_owned(),
+                    allowed: "outbound, inbound, internal",
+                })
+            }
+        };
+        let disposition = match required_str("disposition", self.disposition)?.as_ref() {
+            "answered" => Disposition::Answered,
+            "busy" => Disposition::Busy,
+            "no_answer" => Disposition::NoAnswer,
+            "failed" => Disposition::Failed,
+            other => {
+                return Err(Rejection::UnknownEnumValue {
+                    field: "disposition",
+                    value: other.to_owned(),
+                    allowed: "answered, busy, no_answer, failed",
+                })
+            }
+        };
+        let start_time = timestamp("start_time", required_str("start_time", self.start_time)?)?;
+        let answer_time = match optional_str("answer_time", self.answer_time)? {
+            Some(s) => Some(timestamp("answer_time", s)?),
+            None => None,
+        };
+        let end_time = timestamp("end_time", required_str("end_time", self.end_time)?)?;
+
+        if end_time < start_time {
+            return Err(Rejection::EndBeforeStart);
+        }
+        if let Some(answer) = answer_time {
+            if answer < start_time {
+                return Err(Rejection::AnswerBeforeStart);
+            }
+            if end_time < answer {
+                return Err(Rejection::EndBeforeAnswer);
+            }
+        } else if disposition == Disposition::Answered {
+            return Err(Rejection::AnsweredWithoutAnswerTime);
+        }
+        Ok(Cdr {
+            cdr_id,
+            switch_id,
+            customer_id,
+            calling_number,
+            called_number,
+            direction,
+            start_time,
+            answer_time,
+            end_time,
+            disposition,
+        })
+    }
+}
+
+fn optional_str<'a>(
+    field: &'static str,
+    v: Option<Jv<'a>>,
+) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match v {
+        None | Some(Jv::Null) => Ok(None),
+        Some(Jv::Str(s)) => Ok(Some(s)),
+        Some(Jv::Other(found)) => Err(Rejection::InvalidType {
+            field,
+            expected: "a string or null",
+            found,
+        }),
+    }
+}
+
+fn required_str<'a>(field: &'static str, v: Option<Jv<'a>>) -> Result<Cow<'a, str>, Rejection> {
+    match v {
+        None => Err(Rejection::MissingField { field }),
+        Some(Jv::Str(s)) => Ok(s),
+        Some(Jv::Null) => Err(Rejection::InvalidType {
+            field,
+            expected: "a string",
+            found: "null",
+        }),
+        Some(Jv::Other(found)) => Err(Rejection::InvalidType {
+            field,
+            expected: "a string",
+            found,
+        }),
+    }
+}
+
+fn id(field: &'static str, v: Option<Jv<'_>>) -> Result<String, Rejection> {
+    let s = required_str(field, v)?;
+    if s.trim().is_empty() {
+        return Err(Rejection::InvalidField {
+            field,
+            detail: "is empty".into(),
+        });
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(Rejection::InvalidField {
+            field,
+            detail: format!("is longer than {MAX_ID_LEN} bytes"),
+        });
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Rejection::InvalidField {
+            field,
+            detail: "contains control characters".into(),
+        });
+    }
+    Ok(s.into_owned())
+}
+
+fn number(field: &'static str, v: Option<Jv<'_>>) -> Result<PhoneNumber, Rejection> {
+    let s = required_str(field, v)?;
+    PhoneNumber::parse(&s).map_err(|error| Rejection::BadNumber { field, error })
+}
+
+fn timestamp(field: &'static str, s: Cow<'_, str>) -> Result<DateTime<Utc>, Rejection> {
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| Rejection::BadTimestamp {
+            field,
+            value: s.into_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"cdr_id":"fra1-000000001234","switch_id":"fra1","customer_id":"K1001",
+        "calling_number":"+4930901820","called_number":"+4915112345678","direction":"outbound",
+        "start_time":"2026-11-24T08:15:02Z","answer_time":"2026-11-24T08:15:09Z",
+        "end_time":"2026-11-24T08:17:11Z","disposition":"answered"}"#;
+
+    /// `GOOD` with one field replaced (or removed, when `value` is None).
+    fn with(field: &str, value: Option<&str>) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        match value {
+            Some(raw) => {
+                obj.insert(field.into(), serde_json::from_str(raw).unwrap());
+            }
+            None => {
+                obj.remove(field);
+            }
+        }
+        v.to_string()
+    }
+
+    fn check_code(input: &[u8], code: &str) {
+        match parse(input) {
+            Ok(cdr) => panic!("expected {code}, parsed {cdr:?}"),
+            Err(r) => assert_eq!(r.code(), code, "{r}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_interface_example() {
+        let cdr = parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(cdr.cdr_id, "fra1-000000001234");
+        assert_eq!(cdr.called_number.as_str(), "+4915112345678");
+        assert_eq!(cdr.direction, Direction::Outbound);
+        assert_eq!(cdr.disposition, Disposition::Answered);
+        assert_eq!(cdr.billable_seconds(), 122);
+    }
+
+    #[test]
+    fn offsets_are_converted_to_utc_and_fractions_round_up() {
+        let input = with("answer_time", Some(r#""2026-11-24T09:15:09.250+01:00""#));
+        let cdr = parse(input.as_bytes()).unwrap();
+        assert_eq!(
+            cdr.answer_time.unwrap().to_rfc3339(),
+            "2026-11-24T08:15:09.250+00:00"
+        );
+        // 08:15:09.25 → 08:17:11 is 121.75 s, billed as 122.
+        assert_eq!(cdr.billable_seconds(), 122);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let input = with("x_vendor", Some(r#"{"a":[1,2,{"b":null}]}"#));
+        assert!(parse(input.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn unanswered_call_has_zero_billable_seconds() {
+        let input = with("answer_time", Some("null")).replace("\"answered\"", "\"busy\"");
+        let cdr = parse(input.as_bytes()).unwrap();
+        assert_eq!(cdr.billable_seconds(), 0);
+        assert_eq!(cdr.disposition, Disposition::Busy);
+    }
+
+    #[test]
+    fn each_rejection_reason() {
+        check_code(b"\xff\xfe{}", "invalid_utf8");
+        check_code(b"{\"cdr_id\": ", "malformed_json");
+        check_code(b"", "malformed_json");
+        check_code(b"[1,2]", "not_an_object");
+        check_code(b"42", "not_an_object");
+        check_code(with("switch_id", None).as_bytes(), "missing_field");
+        check_code(with("cdr_id", Some("12")).as_bytes(), "invalid_type");
+        check_code(with("start_time", Some("null")).as_bytes(), "invalid_type");
+        check_code(
+            with("customer_id", Some(r#""""#)).as_bytes(),
+            "invalid_field",
+        );
+        check_code(
+            with("called_number", Some(r#""0151 123""#)).as_bytes(),
+            "bad_number",
+        );
+        check_code(
+            with("calling_number", Some(r#""abc""#)).as_bytes(),
+            "bad_number",
+        );
+        check_code(
+            with("start_time", Some(r#""2026-11-24 08:15:02""#)).as_bytes(),
+            "bad_timestamp",
+        );
+        check_code(
+            with("end_time", Some(r#""2026-11-24T08:15:02""#)).as_bytes(),
+            "bad_timestamp",
+        );
+        check_code(
+            with("direction", Some(r#""sideways""#)).as_bytes(),
+            "unknown_enum_value",
+        );
+        check_code(
+            with("disposition", Some(r#""ANSWERED""#)).as_bytes(),
+            "unknown_enum_value",
+        );
+        check_code(
+            with("end_time", Some(r#""2026-11-24T08:15:08Z""#)).as_bytes(),
+            "end_before_answer",
+        );
+        check_code(
+            with("answer_time", Some(r#""2026-11-24T08:15:00Z""#)).as_bytes(),
+            "answer_before_start",
+        );
+        check_code(
+            with("end_time", Some(r#""2026-11-24T08:00:00Z""#)).as_bytes(),
+            "end_before_start",
+        );
+        check_code(
+            with("answer_time", Some("null")).as_bytes(),
+            "inconsistent_answer",
+        );
+        let dup = GOOD.replacen("\"cdr_id\"", "\"cdr_id\":\"a\",\"cdr_id\"", 1);
+        check_code(dup.as_bytes(), "invalid_field");
+    }
+
+    #[test]
+    fn rejection_names_the_field() {
+        let err = parse(with("switch_id", None).as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "missing_field: `switch_id` is required");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_like_text_never_panics(s in r#"[{}\[\]":,a-z0-9+\-TZ. ]{0,200}"#) {
+            let _ = parse(s.as_bytes());
+        }
+    }
+}

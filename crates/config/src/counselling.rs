@@ -1,0 +1,162 @@
+//! `counselling-numbers.txt`: the Bundesnetzagentur's list of anonymous counselling services,
+//! whose calls must never be recognisable in an EVN. Numbers are normalised on load, so a listed
+//! `0800 111 0 111` matches a CDR's `+498001110111`.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::ConfigError;
+
+#[derive(Debug, Clone, Default)]
+pub struct CounsellingList {
+    numbers: HashSet<String>,
+    /// Same numbers with their last three digits masked as `xxx`, to recognise shortened rows.
+    masked: HashSet<String>,
+    /// `<declared>+sha256:<digest>`: what an EVN records as the list version it used.
+    pub version: String,
+}
+
+/// Normalises a number in any common notation to E.164 (`+49…`) or a short code.
+/// German national (`0800 111 0 111`), international (`0049…`, `+49 (0)30 …`) and short codes.
+pub fn normalise_number(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let plus = trimmed.starts_with('+');
+    let mut digits: String = trimmed
+        .replace("(0)", "")
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '/' | '(' | ')' | '.' | '\u{a0}'))
+        .collect();
+    if plus {
+        digits.remove(0);
+    }
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(if plus {
+        format!("+{digits}")
+    } else if let Some(intl) = digits.strip_prefix("00") {
+        format!("+{intl}")
+    } else if let Some(national) = digits.strip_prefix('0') {
+        format!("+49{national}")
+    } else {
+        digits
+    })
+}
+
+/// Masks the last three digits as `xxx` (the EVN shortening rule).
+pub(crate) fn mask(number: &str) -> String {
+    let keep = number.len().saturating_sub(3);
+    format!("{}{}", &number[..keep], "x".repeat(number.len() - keep))
+}
+
+impl CounsellingList {
+    /// True if `number`, as stored (E.164, short code, or shortened with `xxx`), is a listed
+    /// counselling service. A shortened number is matched against the masked list: when in
+    /// doubt a row is hidden, never shown.
+    pub fn contains(&self, number: &str) -> bool {
+        if number.ends_with('x') {
+            let prefix = number.trim_end_matches('x');
+            let masked = format!("{prefix}{}", "x".repeat(number.len() - prefix.len()));
+            return self.masked.contains(&masked)
+                || normalise_number(prefix)
+                    .is_some_and(|n| self.masked.contains(&mask(&format!("{n}000"))));
+        }
+        self.numbers.contains(number)
+            || normalise_number(number).is_some_and(|n| self.numbers.contains(&n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.numbers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.numbers.is_empty()
+    }
+
+    /// Builds a list from numbers in any notation (tests, benchmarks).
+    pub fn from_numbers<'a>(numbers: impl IntoIterator<Item = &'a str>, version: &str) -> Self {
+        let numbers: HashSet<String> = numbers.into_iter().filter_map(normalise_number).collect();
+        let masked = numbers.iter().map(|n| mask(n)).collect();
+        CounsellingList {
+            numbers,
+            masked,
+            version: version.to_owned(),
+        }
+    }
+
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut declared = None;
+        let mut numbers = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let (content, comment) = match line.split_once('#') {
+                Some((c, comment)) => (c.trim(), Some(comment.trim())),
+                None => (line.trim(), None),
+            };
+            if let Some(v) = comment.and_then(|c| c.strip_prefix("version:")) {
+                declared = Some(v.trim().to_owned());
+            }
+            if content.is_empty() {
+                continue;
+            }
+            let n = normalise_number(content).ok_or_else(|| {
+                ConfigError::new(
+                    path,
+                    Some(i + 1),
+                    format!("{content:?} is not a phone number (E.164, national or short code)"),
+                )
+            })?;
+            numbers.push(n);
+        }
+        let digest = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
+        let version = format!(
+            "{}+sha256:{digest}",
+            declared.as_deref().unwrap_or("unversioned")
+        );
+        Ok(Self::from_numbers(
+            numbers.iter().map(String::as_str),
+            &version,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list() -> CounsellingList {
+        CounsellingList::parse(
+            Path::new("counselling-numbers.txt"),
+            "# version: 2026-Q4\n0800 111 0 111  # TelefonSeelsorge\n116 123\n+49 30 1234567\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn matches_every_notation() {
+        let l = list();
+        assert!(l.version.starts_with("2026-Q4+sha256:"));
+        for n in [
+            "+498001110111",
+            "08001110111",
+            "0800 111 0 111",
+            "00498001110111",
+            "116123",
+            "+498001110xxx",
+            "116xxx",
+        ] {
+            assert!(l.contains(n), "{n}");
+        }
+        assert!(l.contains("+49301234xxx"));
+        assert!(!l.contains("+498001110222"));
+        assert!(!l.contains("116111"));
+        assert!(!l.contains("+4930901820"));
+    }
+
+    #[test]
+    fn bad_line_is_named() {
+        let e = CounsellingList::parse(Path::new("c.txt"), "116123\nhotline\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+}

@@ -1,0 +1,275 @@
+//! `customers.csv`: one row per customer and change; the row in force at a date applies.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use crate::{ConfigError, Tariffs};
+
+/// The longest customer id; ids become file names (`<customer_id>.pdf`), so they stay short.
+pub const MAX_CUSTOMER_ID_LEN: usize = 64;
+
+/// One customer's settings from a `valid_from` date (Europe/Berlin) on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub customer_id: String,
+    pub name: String,
+    pub street: String,
+    pub postcode: String,
+    pub city: String,
+    pub plan: String,
+    /// The customer asked for an itemised bill (EVN).
+    pub evn: bool,
+    /// Dialled numbers are shown without their last three digits.
+    pub shorten_numbers: bool,
+    pub valid_from: NaiveDate,
+    /// Line in `customers.csv`, for messages.
+    pub line: usize,
+}
+
+/// Why no row applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    UnknownCustomer,
+    /// The customer exists, but their first row starts after the date asked for.
+    NotYetValid,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CustomerDirectory {
+    /// Rows per customer, sorted by `valid_from`.
+    by_id: HashMap<String, Vec<CustomerRow>>,
+}
+
+impl CustomerDirectory {
+    /// The row in force on `date`: the latest `valid_from` not after it.
+    pub fn in_force(&self, customer_id: &str, date: NaiveDate) -> Result<&CustomerRow, Lookup> {
+        let rows = self.by_id.get(customer_id).ok_or(Lookup::UnknownCustomer)?;
+        let idx = rows.partition_point(|r| r.valid_from <= date);
+        idx.checked_sub(1)
+            .map(|i| &rows[i])
+            .ok_or(Lookup::NotYetValid)
+    }
+
+    /// All rows of one customer, oldest first.
+    pub fn rows(&self, customer_id: &str) -> &[CustomerRow] {
+        self.by_id.get(customer_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Customer ids, sorted, so every walk over customers is deterministic.
+    pub fn ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.by_id.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Builds a directory from rows already validated elsewhere (tests, benchmarks).
+    pub fn from_rows(rows: Vec<CustomerRow>) -> Self {
+        let mut by_id: HashMap<String, Vec<CustomerRow>> = HashMap::new();
+        for row in rows {
+            by_id.entry(row.customer_id.clone()).or_default().push(row);
+        }
+        for rows in by_id.values_mut() {
+            rows.sort_by_key(|r| r.valid_from);
+        }
+        CustomerDirectory { by_id }
+    }
+
+    pub(crate) fn parse(path: &Path, text: &str, tariffs: &Tariffs) -> Result<Self, ConfigError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let headers = reader
+            .headers()
+            .map_err(|e| {
+                ConfigError::new(path, Some(1), format!("cannot read the header row: {e}"))
+            })?
+            .clone();
+        for required in [
+            "customer_id",
+            "name",
+            "street",
+            "postcode",
+            "city",
+            "plan",
+            "evn",
+            "shorten_numbers",
+            "valid_from",
+        ] {
+            if !headers.iter().any(|h| h == required) {
+                return Err(ConfigError::new(
+                    path,
+                    Some(1),
+                    format!("the header row lacks the column `{required}`"),
+                ));
+            }
+        }
+        let mut rows = Vec::new();
+        let mut seen: HashMap<(String, NaiveDate), usize> = HashMap::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| {
+                let line = e.position().map(|p| p.line() as usize);
+                ConfigError::new(path, line, format!("is not valid CSV: {e}"))
+            })?;
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            let raw: RawRow = record
+                .deserialize(Some(&headers))
+                .map_err(|e| ConfigError::new(path, Some(line), format!("bad row: {e}")))?;
+            let err = |msg: String| ConfigError::new(path, Some(line), msg);
+            if raw.customer_id.is_empty()
+                || raw.customer_id.len() > MAX_CUSTOMER_ID_LEN
+                || !raw
+                    .customer_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(err(format!("customer_id {:?} must be 1 to {MAX_CUSTOMER_ID_LEN} letters, digits, `_` or `-`", raw.customer_id)));
+            }
+            if raw.name.is_empty() {
+                return Err(err(format!("customer {}: name is empty", raw.customer_id)));
+            }
+            if !tariffs.plans.contains_key(&raw.plan) {
+                let known: Vec<&str> = tariffs.plans.keys().map(String::as_str).collect();
+                return Err(err(format!(
+                    "customer {}: unknown plan {:?} (tariffs.toml defines: {})",
+                    raw.customer_id,
+                    raw.plan,
+                    known.join(", ")
+                )));
+            }
+            let evn = parse_bool(&raw.evn)
+                .ok_or_else(|| err(format!("evn must be true or false, found {:?}", raw.evn)))?;
+            let shorten_numbers = parse_bool(&raw.shorten_numbers).ok_or_else(|| {
+                err(format!(
+                    "shorten_numbers must be true or false, found {:?}",
+                    raw.shorten_numbers
+                ))
+            })?;
+            let valid_from =
+                NaiveDate::parse_from_str(&raw.valid_from, "%Y-%m-%d").map_err(|_| {
+                    err(format!(
+                        "valid_from {:?} is not a date like 2026-11-15",
+                        raw.valid_from
+                    ))
+                })?;
+            if let Some(first) = seen.insert((raw.customer_id.clone(), valid_from), line) {
+                return Err(err(format!("customer {} has two rows valid from {valid_from} (lines {first} and {line}): keep one", raw.customer_id)));
+            }
+            rows.push(CustomerRow {
+                customer_id: raw.customer_id,
+                name: raw.name,
+                street: raw.street,
+                postcode: raw.postcode,
+                city: raw.city,
+                plan: raw.plan,
+                evn,
+                shorten_numbers,
+                valid_from,
+                line,
+            });
+        }
+        Ok(Self::from_rows(rows))
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct RawRow {
+    customer_id: String,
+    name: String,
+    street: String,
+    postcode: String,
+    city: String,
+    plan: String,
+    evn: String,
+    shorten_numbers: String,
+    valid_from: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tariffs() -> Tariffs {
+        Tariffs::parse(
+            Path::new("tariffs.toml"),
+            "[zones]\nlandline = [\"+49\"]\n[plans.office_flat]\nflatrate = [\"landline\"]\n",
+        )
+        .unwrap()
+    }
+
+    const HEADER: &str =
+        "customer_id,name,street,postcode,city,plan,evn,shorten_numbers,valid_from\n";
+
+    fn parse(body: &str) -> Result<CustomerDirectory, ConfigError> {
+        CustomerDirectory::parse(
+            Path::new("customers.csv"),
+            &format!("{HEADER}{body}"),
+            &tariffs(),
+        )
+    }
+
+    #[test]
+    fn row_in_force_is_latest_not_after_date() {
+        let dir = parse(
+            "K1001,Müller & Söhne GmbH,Hauptstraße 5,10115,Berlin,office_flat,true,false,2026-01-01\n\
+             K1001,Müller & Söhne GmbH,Hauptstraße 5,10115,Berlin,office_flat,true,true,2026-11-15\n",
+        )
+        .unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert!(
+            !dir.in_force("K1001", d("2026-11-14"))
+                .unwrap()
+                .shorten_numbers
+        );
+        assert!(
+            dir.in_force("K1001", d("2026-11-15"))
+                .unwrap()
+                .shorten_numbers
+        );
+        assert_eq!(
+            dir.in_force("K1001", d("2025-12-31")),
+            Err(Lookup::NotYetValid)
+        );
+        assert_eq!(
+            dir.in_force("K9", d("2026-11-15")),
+            Err(Lookup::UnknownCustomer)
+        );
+        assert_eq!(dir.rows("K1001")[0].name, "Müller & Söhne GmbH");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse(
+            "K1,A,B,1,C,office_flat,true,false,2026-01-01\nK2,A,B,1,C,gold,true,false,2026-01-01\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("unknown plan \"gold\""), "{e}");
+        let e = parse("K1,A,B,1,C,office_flat,true,false,2026-01-01\nK1,A,B,1,C,office_flat,true,true,2026-01-01\n").unwrap_err();
+        assert!(e.message.contains("two rows valid from 2026-01-01"), "{e}");
+        let e = parse("K1,A,B,1,C,office_flat,yes,false,2026-01-01\n").unwrap_err();
+        assert!(e.message.contains("evn must be true or false"), "{e}");
+        let e = parse("K1,A,B,1,C,office_flat,true,false,01.01.2026\n").unwrap_err();
+        assert!(e.message.contains("not a date"), "{e}");
+        let e = parse("../K1,A,B,1,C,office_flat,true,false,2026-01-01\n").unwrap_err();
+        assert!(e.message.contains("customer_id"), "{e}");
+    }
+}

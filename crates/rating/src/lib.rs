@@ -1,0 +1,176 @@
+//! The billing rules as plain functions (DOMAIN.md): what happens to a CDR — stored and rated,
+//! skipped for a counted reason, or rejected — plus the billing month and number shortening.
+//!
+//! Pure: no Kafka, no files, no clock. Ingest calls [`classify`]; the billing run and the
+//! renderer reuse [`BillingMonth`] and [`shorten`].
+
+mod month;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Europe::Berlin;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use evn_cdr::{Cdr, Direction, Disposition};
+use evn_config::{Config, Lookup};
+
+pub use month::{BillingMonth, MonthError};
+
+/// Per-call charges keep four decimals (DOMAIN.md, Rating).
+pub const CHARGE_SCALE: u32 = 4;
+
+/// A chargeable call, rated and ready to store (INTERFACES.md §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatedCall {
+    pub cdr_id: String,
+    pub switch_id: String,
+    pub customer_id: String,
+    pub calling_number: String,
+    /// As stored: shortened to `…xxx` where the customer asked.
+    pub called_number: String,
+    pub start_time: DateTime<Utc>,
+    pub duration_s: i64,
+    pub zone: String,
+    pub charge_eur: Decimal,
+    pub billing_month: BillingMonth,
+    pub plan: String,
+    pub shortened: bool,
+    /// The dialled number is on the counselling list: never shown in an EVN.
+    pub counselling: bool,
+}
+
+/// A deliberate, counted decision not to store a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Skip {
+    /// busy, no_answer, failed: nothing to bill.
+    Unanswered,
+    Inbound,
+    Internal,
+    /// Covered by the customer's flatrate: not itemised and not kept (data minimisation).
+    Flatrate,
+}
+
+impl Skip {
+    pub fn code(self) -> &'static str {
+        match self {
+            Skip::Unanswered => "unanswered",
+            Skip::Inbound => "inbound",
+            Skip::Internal => "internal",
+            Skip::Flatrate => "flatrate",
+        }
+    }
+}
+
+/// A valid CDR that the configuration cannot bill: it goes to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unbillable {
+    #[error("unknown_customer: customer {customer_id:?} is not in customers.csv")]
+    UnknownCustomer { customer_id: String },
+    #[error(
+        "no_customer_row: customer {customer_id:?} has no row valid on {date} (Europe/Berlin)"
+    )]
+    NoRowInForce {
+        customer_id: String,
+        date: chrono::NaiveDate,
+    },
+    #[error("no_zone: no tariff zone matches the dialled number {number:?}")]
+    NoZone { number: String },
+}
+
+impl Unbillable {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Unbillable::UnknownCustomer { .. } => "unknown_customer",
+            Unbillable::NoRowInForce { .. } => "no_customer_row",
+            Unbillable::NoZone { .. } => "no_zone",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Store(Box<RatedCall>),
+    Skip(Skip),
+    Reject(Unbillable),
+}
+
+/// Applies the rules in order: what is never billed is skipped first, then the customer row in
+/// force at the call's local start date decides plan, flatrate and shortening.
+pub fn classify(cdr: &Cdr, config: &Config) -> Outcome {
+    match cdr.direction {
+        Direction::Inbound => return Outcome::Skip(Skip::Inbound),
+        Direction::Internal => return Outcome::Skip(Skip::Internal),
+        Direction::Outbound => {}
+    }
+    if cdr.disposition != Disposition::Answered {
+        return Outcome::Skip(Skip::Unanswered);
+    }
+    let local_start = cdr.start_time.with_timezone(&Berlin);
+    let date = local_start.date_naive();
+    let row = match config.customers.in_force(&cdr.customer_id, date) {
+        Ok(row) => row,
+        Err(Lookup::UnknownCustomer) => {
+            return Outcome::Reject(Unbillable::UnknownCustomer {
+                customer_id: cdr.customer_id.clone(),
+            })
+        }
+        Err(Lookup::NotYetValid) => {
+            return Outcome::Reject(Unbillable::NoRowInForce {
+                customer_id: cdr.customer_id.clone(),
+                date,
+            })
+        }
+    };
+    let called = cdr.called_number.as_str();
+    let Some(zone) = config.tariffs.zone_of(called) else {
+        return Outcome::Reject(Unbillable::NoZone {
+            number: called.to_owned(),
+        });
+    };
+    // Customer rows are validated against the plans, so the plan exists.
+    let plan = &config.tariffs.plans[&row.plan];
+    if plan.flatrate.contains(zone) {
+        return Outcome::Skip(Skip::Flatrate);
+    }
+    let rate = &plan.rates[zone];
+    let duration_s = cdr.billable_seconds();
+    let charge_eur = charge(rate.per_minute, rate.increment.billable(duration_s));
+    // Rating and the counselling check use the full number; shortening comes last.
+    let counselling = config.counselling.contains(called);
+    let called_number = if row.shorten_numbers {
+        shorten(called)
+    } else {
+        called.to_owned()
+    };
+    Outcome::Store(Box::new(RatedCall {
+        cdr_id: cdr.cdr_id.clone(),
+        switch_id: cdr.switch_id.clone(),
+        customer_id: cdr.customer_id.clone(),
+        calling_number: cdr.calling_number.as_str().to_owned(),
+        called_number,
+        start_time: cdr.start_time,
+        duration_s,
+        zone: zone.as_str().to_owned(),
+        charge_eur,
+        billing_month: BillingMonth::of(cdr.start_time),
+        plan: row.plan.clone(),
+        shortened: row.shorten_numbers,
+        counselling,
+    }))
+}
+
+/// `per_minute × seconds / 60`, rounded half away from zero to four decimals.
+pub fn charge(per_minute: Decimal, billable_seconds: i64) -> Decimal {
+    (per_minute * Decimal::from(billable_seconds) / Decimal::from(60))
+        .round_dp_with_strategy(CHARGE_SCALE, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// Replaces the last three digits with `xxx` (`+4915112345678` → `+4915112345xxx`).
+/// Numbers with three digits or fewer are masked entirely.
+pub fn shorten(number: &str) -> String {
+    let digits_start = usize::from(number.starts_with('+'));
+    let keep = number.len().saturating_sub(3).max(digits_start);
+    format!("{}{}", &number[..keep], "x".repeat(number.len() - keep))
+}
+
+#[cfg(test)]
+mod tests;

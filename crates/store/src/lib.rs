@@ -1,0 +1,60 @@
+//! Stored traffic data (INTERFACES.md §3): monthly Hive-style Parquet partitions under
+//! `DATA/cdrs/billing_month=YYYY-MM/`, and the commit log that makes ingest exactly-once.
+//!
+//! Layout of a data directory:
+//! - `cdrs/billing_month=YYYY-MM/<topic>+<partition>+<first>-<last>.parquet`: visible data; a
+//!   file appears here only by atomic rename after it was fsynced.
+//! - `_staging/<writer>/...`: files being written; never read by anyone but recovery.
+//! - `_ingest/<topic>/<partition>/<first>.json`: the commit log (see [`commit`]).
+
+pub mod commit;
+mod error;
+mod parquet_io;
+
+pub use commit::{CommitLog, CommitRecord, PartitionState};
+pub use error::StoreError;
+pub use parquet_io::{
+    list_month_files, read_file, read_month, schema, write_file, StoredCall, WriteOptions,
+};
+
+use std::path::{Path, PathBuf};
+
+use evn_rating::BillingMonth;
+
+pub const CDRS_DIR: &str = "cdrs";
+pub const STAGING_DIR: &str = "_staging";
+pub const COMMITS_DIR: &str = "_ingest";
+
+/// `DATA/cdrs/billing_month=YYYY-MM`
+pub fn month_dir(data: &Path, month: BillingMonth) -> PathBuf {
+    data.join(CDRS_DIR).join(format!("billing_month={month}"))
+}
+
+/// Months present under `DATA/cdrs`, sorted.
+pub fn list_months(data: &Path) -> Result<Vec<BillingMonth>, StoreError> {
+    let dir = data.join(CDRS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    let mut months = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+        let name = entry.file_name();
+        if let Some(m) = name.to_str().and_then(|n| n.strip_prefix("billing_month=")) {
+            if let Ok(month) = m.parse() {
+                months.push(month);
+            }
+        }
+    }
+    months.sort();
+    Ok(months)
+}
+
+/// fsync a directory so a rename or create inside it survives a power cut.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}

@@ -1,1 +1,14 @@
-//! placeholder
+//! `evn ingest`: Kafka → validated, rated, privacy-filtered calls → monthly Parquet, exactly once.
+//!
+//! One consumer-group member. Per assigned partition it buffers the outcome of each record
+//! (rows by billing month, dead letters in flight, counts) and commits the partition through
+//! [`evn_store::CommitLog`] when the buffer is large, old, spans too many months, or ingest stops.
+//! Offsets at or below the partition's durable commit are skipped, so replays after a crash or a
+//! rebalance never store a call twice. See ARCHITECTURE.md, "Exactly once".
+
+mod dedup;
+mod pipeline;
+mod summary;
+
+pub use pipeline::{run, IngestError, IngestOptions};
+pub use summary::Summary;

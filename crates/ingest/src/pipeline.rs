@@ -1,0 +1,531 @@
+//! The consume → classify → buffer → commit loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use evn_config::Config;
+use evn_rating::{classify, BillingMonth, Outcome};
+use evn_store::{CommitLog, StoreError, StoredCall, WriteOptions};
+
+use crate::dedup::{self, Dedup};
+use crate::Summary;
+
+/// Data becomes visible at the latest this long after it arrived (INTERFACES: default 60 s).
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+/// Rows per partition buffer before it is committed: one Parquet file per month of it.
+pub const DEFAULT_MAX_ROWS_PER_COMMIT: usize = 200_000;
+/// Billing months open in one partition buffer before it is committed (late-data bursts).
+pub const DEFAULT_MAX_OPEN_MONTHS: usize = 4;
+/// Rows buffered over all partitions; beyond it the largest buffer is committed (bounded memory).
+pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 400_000;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group: String,
+    pub data: PathBuf,
+    /// Dead-letter topic; `<topic>.dlq` of each source topic when unset.
+    pub dlq_topic: Option<String>,
+    pub exit_when_idle: Option<Duration>,
+    pub flush_interval: Duration,
+    pub max_rows_per_commit: usize,
+    pub max_open_months: usize,
+    pub max_buffered_rows: usize,
+    /// Extra librdkafka settings (`security.protocol`, `sasl.*` …) for a real cluster.
+    pub kafka_options: Vec<(String, String)>,
+}
+
+impl IngestOptions {
+    pub fn new(brokers: &str, topics: Vec<String>, group: &str, data: PathBuf) -> Self {
+        IngestOptions {
+            brokers: brokers.to_owned(),
+            topics,
+            group: group.to_owned(),
+            data,
+            dlq_topic: None,
+            exit_when_idle: None,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            max_rows_per_commit: DEFAULT_MAX_ROWS_PER_COMMIT,
+            max_open_months: DEFAULT_MAX_OPEN_MONTHS,
+            max_buffered_rows: DEFAULT_MAX_BUFFERED_ROWS,
+            kafka_options: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("storage: {0}{hint}", hint = if .0.is_disk_full() { " (the disk is full: free space in the data directory and restart; nothing past the last commit was acknowledged)" } else { "" })]
+    Store(#[from] StoreError),
+    #[error("dead-letter topic: a record could not be delivered: {0}")]
+    DeadLetter(String),
+}
+
+type Tp = (String, i32);
+
+enum Event {
+    Assign(Vec<Tp>),
+    Revoke(Vec<Tp>),
+}
+
+struct Ctx {
+    events: Mutex<Vec<Event>>,
+}
+
+fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    // Runs inside `recv()`, on the loop's own task: the loop drains the events before it
+    // handles the message that `recv()` returns.
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.events
+                .lock()
+                .expect("not poisoned")
+                .push(Event::Revoke(tps(tpl)));
+        }
+    }
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.events
+                .lock()
+                .expect("not poisoned")
+                .push(Event::Assign(tps(tpl)));
+        }
+    }
+}
+
+/// Work of one partition since its last commit.
+#[derive(Default)]
+struct Buffer {
+    last: Option<i64>,
+    months: BTreeMap<BillingMonth, Vec<StoredCall>>,
+    keys: Vec<(BillingMonth, u128)>,
+    dead_letters: Vec<DeliveryFuture>,
+    counts: Summary,
+    rows: usize,
+    since: Option<Instant>,
+}
+
+struct Partition {
+    durable_last: i64,
+    buf: Buffer,
+}
+
+struct State {
+    config: Arc<Config>,
+    opts: IngestOptions,
+    log: CommitLog,
+    dedup: Dedup,
+    parts: HashMap<Tp, Partition>,
+    dlq: FutureProducer,
+    total: Summary,
+    buffered_rows: usize,
+}
+
+/// Runs until `shutdown` resolves, the consumer is idle (`exit_when_idle`), or an error that
+/// needs an operator. Returns what was committed, and the error if any.
+pub async fn run(
+    config: Arc<Config>,
+    opts: IngestOptions,
+    shutdown: impl Future<Output = ()>,
+) -> (Summary, Result<(), IngestError>) {
+    let mut state = match State::new(config, opts) {
+        Ok(s) => s,
+        Err(e) => return (Summary::default(), Err(e)),
+    };
+    let result = state.run(shutdown).await;
+    (state.total, result)
+}
+
+impl State {
+    fn new(config: Arc<Config>, opts: IngestOptions) -> Result<Self, IngestError> {
+        let writer = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let log = CommitLog::open(&opts.data, &writer)?;
+        let mut dlq_cfg = ClientConfig::new();
+        dlq_cfg
+            .set("bootstrap.servers", &opts.brokers)
+            .set("enable.idempotence", "true")
+            .set("compression.type", "zstd")
+            .set("linger.ms", "5")
+            // Never give up on a dead letter: offsets are committed only after it is delivered.
+            .set("message.timeout.ms", "0");
+        for (k, v) in &opts.kafka_options {
+            dlq_cfg.set(k, v);
+        }
+        let dlq: FutureProducer = dlq_cfg.create()?;
+        Ok(State {
+            config,
+            opts,
+            log,
+            dedup: Dedup::default(),
+            parts: HashMap::new(),
+            dlq,
+            total: Summary::default(),
+            buffered_rows: 0,
+        })
+    }
+
+    fn consumer(&self) -> Result<StreamConsumer<Ctx>, IngestError> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.opts.brokers)
+            .set("group.id", &self.opts.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("reconnect.backoff.max.ms", "2000");
+        for (k, v) in &self.opts.kafka_options {
+            cfg.set(k, v);
+        }
+        let consumer: StreamConsumer<Ctx> = cfg.create_with_context(Ctx {
+            events: Mutex::new(Vec::new()),
+        })?;
+        let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(consumer)
+    }
+
+    async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
+        let consumer = self.consumer()?;
+        tokio::pin!(shutdown);
+        let started = Instant::now();
+        let mut last_message = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("shutdown requested: committing buffers");
+                    break;
+                }
+                msg = consumer.recv() => {
+                    self.drain_events(&consumer)?;
+                    match msg {
+                        Ok(m) => {
+                            last_message = Instant::now();
+                            self.handle(&m).await?;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "kafka reports a problem; retrying"),
+                    }
+                    self.commit_due(&consumer, false).await?;
+                }
+                _ = tick.tick() => {
+                    self.drain_events(&consumer)?;
+                    self.commit_due(&consumer, false).await?;
+                    if let Some(idle) = self.opts.exit_when_idle {
+                        if last_message.elapsed() >= idle && started.elapsed() >= idle && self.at_end(&consumer) {
+                            tracing::info!("every assigned partition is at its end: exiting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.drain_events(&consumer)?;
+        self.commit_due(&consumer, true).await?;
+        Ok(())
+    }
+
+    fn drain_events(&mut self, consumer: &StreamConsumer<Ctx>) -> Result<(), IngestError> {
+        let events: Vec<Event> =
+            std::mem::take(&mut *consumer.context().events.lock().expect("not poisoned"));
+        for event in events {
+            match event {
+                Event::Revoke(list) => {
+                    for tp in list {
+                        if let Some(p) = self.parts.remove(&tp) {
+                            // Another member takes over from our last commit; our buffer is redone there.
+                            self.drop_buffer(p.buf);
+                            tracing::info!(topic = %tp.0, partition = tp.1, "partition revoked");
+                        }
+                    }
+                }
+                Event::Assign(list) => {
+                    for tp in list {
+                        let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
+                        tracing::info!(topic = %tp.0, partition = tp.1, durable_last = state.last, "partition assigned");
+                        self.parts.insert(
+                            tp,
+                            Partition {
+                                durable_last: state.last,
+                                buf: Buffer::default(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_buffer(&mut self, buf: Buffer) {
+        for (month, key) in buf.keys {
+            self.dedup.forget(month, key);
+        }
+        self.buffered_rows -= buf.rows;
+    }
+
+    async fn handle(
+        &mut self,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<(), IngestError> {
+        let tp = (m.topic().to_owned(), m.partition());
+        let offset = m.offset();
+        let Some(part) = self.parts.get_mut(&tp) else {
+            return Ok(()); // revoked meanwhile: the new owner handles it
+        };
+        let buf = &mut part.buf;
+        if offset <= part.durable_last || buf.last.is_some_and(|l| offset <= l) {
+            // Already durably handled (replay after a crash or rebalance): nothing to commit.
+            self.total.skip("replayed");
+            return Ok(());
+        }
+        buf.since.get_or_insert_with(Instant::now);
+        buf.last = Some(offset);
+        let payload = m.payload().unwrap_or(&[]);
+        let cdr = match evn_cdr::parse(payload) {
+            Ok(cdr) => cdr,
+            Err(rejection) => {
+                let reason = rejection.code();
+                let detail = rejection.to_string();
+                return self.dead_letter(&tp, offset, m.key(), payload, reason, &detail);
+            }
+        };
+        match classify(&cdr, &self.config) {
+            Outcome::Skip(skip) => {
+                self.parts
+                    .get_mut(&tp)
+                    .expect("present")
+                    .buf
+                    .counts
+                    .skip(skip.code());
+                Ok(())
+            }
+            Outcome::Reject(u) => {
+                let detail = u.to_string();
+                self.dead_letter(&tp, offset, m.key(), payload, u.code(), &detail)
+            }
+            Outcome::Store(call) => {
+                let key = dedup::key(&call.switch_id, &call.cdr_id);
+                let month = call.billing_month;
+                let fresh =
+                    tokio::task::block_in_place(|| self.dedup.insert(&self.opts.data, month, key))?;
+                let buf = &mut self.parts.get_mut(&tp).expect("present").buf;
+                if !fresh {
+                    buf.counts.skip("duplicate");
+                    return Ok(());
+                }
+                buf.keys.push((month, key));
+                buf.months.entry(month).or_default().push(StoredCall {
+                    call: *call,
+                    source_topic: tp.0.clone(),
+                    source_partition: tp.1,
+                    source_offset: offset,
+                });
+                buf.rows += 1;
+                buf.counts.store();
+                self.buffered_rows += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        tp: &Tp,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), IngestError> {
+        let topic = self
+            .opts
+            .dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", tp.0));
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "evn-error",
+                value: Some(detail),
+            })
+            .insert(Header {
+                key: "evn-reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "evn-source-topic",
+                value: Some(tp.0.as_str()),
+            })
+            .insert(Header {
+                key: "evn-source-partition",
+                value: Some(&tp.1.to_string()),
+            })
+            .insert(Header {
+                key: "evn-source-offset",
+                value: Some(&offset.to_string()),
+            });
+        let mut record = FutureRecord::to(&topic).payload(payload).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        let future = self
+            .dlq
+            .send_result(record)
+            .map_err(|(e, _)| IngestError::DeadLetter(e.to_string()))?;
+        let buf = &mut self.parts.get_mut(tp).expect("present").buf;
+        buf.dead_letters.push(future);
+        buf.counts.dead_letter(reason);
+        Ok(())
+    }
+
+    /// Commits every partition whose buffer is due (all of them when `all`).
+    async fn commit_due(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        all: bool,
+    ) -> Result<(), IngestError> {
+        let now = Instant::now();
+        let mut due: Vec<Tp> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| {
+                let b = &p.buf;
+                b.last.is_some()
+                    && (all
+                        || b.rows >= self.opts.max_rows_per_commit
+                        || b.months.len() > self.opts.max_open_months
+                        || b.since
+                            .is_some_and(|s| now.duration_since(s) >= self.opts.flush_interval))
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if due.is_empty() && self.buffered_rows > self.opts.max_buffered_rows {
+            // Bounded memory: the largest buffer goes first.
+            if let Some((tp, _)) = self.parts.iter().max_by_key(|(_, p)| p.buf.rows) {
+                due.push(tp.clone());
+            }
+        }
+        for tp in due {
+            self.commit_partition(consumer, &tp).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit_partition(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        tp: &Tp,
+    ) -> Result<(), IngestError> {
+        let Some(part) = self.parts.get_mut(tp) else {
+            return Ok(());
+        };
+        let mut buf = std::mem::take(&mut part.buf);
+        let Some(last) = buf.last else { return Ok(()) };
+        let prev = part.durable_last;
+        for f in buf.dead_letters.iter_mut() {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(IngestError::DeadLetter(e.to_string())),
+                Err(_) => return Err(IngestError::DeadLetter("the producer was dropped".into())),
+            }
+        }
+        let started = Instant::now();
+        let options = WriteOptions::default();
+        let result = tokio::task::block_in_place(|| {
+            self.log
+                .commit(&tp.0, tp.1, prev, last, &buf.months, options)
+        });
+        match result {
+            Ok(record) => {
+                let mut counts = buf.counts;
+                counts.files = record.files.len() as u64;
+                tracing::info!(topic = %tp.0, partition = tp.1, first = record.first, last, stored = counts.stored, consumed = counts.consumed, files = counts.files, millis = started.elapsed().as_millis() as u64, "committed");
+                self.total.merge(&counts);
+                self.buffered_rows -= buf.rows;
+                if let Some(p) = self.parts.get_mut(tp) {
+                    p.durable_last = last;
+                }
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(last + 1))?;
+                // Only a hint for the next owner; the commit log above is the truth.
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "group offset commit failed (harmless)");
+                }
+                Ok(())
+            }
+            Err(StoreError::Fenced { .. }) => {
+                tracing::warn!(topic = %tp.0, partition = tp.1, "another member committed this partition first: dropping our buffer and resuming after its commit");
+                self.drop_buffer(buf);
+                let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
+                if let Some(p) = self.parts.get_mut(tp) {
+                    p.durable_last = state.last;
+                }
+                consumer.seek(
+                    &tp.0,
+                    tp.1,
+                    Offset::Offset(state.last + 1),
+                    Duration::from_secs(10),
+                )?;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(topic = %tp.0, partition = tp.1, error = %e, "commit failed: data at risk, stopping");
+                Err(e.into())
+            }
+        }
+    }
+
+    fn at_end(&self, consumer: &StreamConsumer<Ctx>) -> bool {
+        let positions: HashMap<Tp, i64> = match consumer.position() {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => return false,
+        };
+        self.parts.iter().all(|(tp, p)| {
+            let next = positions
+                .get(tp)
+                .copied()
+                .unwrap_or(-1)
+                .max(p.durable_last + 1)
+                .max(p.buf.last.map_or(-1, |l| l + 1));
+            tokio::task::block_in_place(|| {
+                consumer.fetch_watermarks(&tp.0, tp.1, Duration::from_secs(2))
+            })
+            .is_ok_and(|(_, high)| next >= high)
+        })
+    }
+}

@@ -1,0 +1,386 @@
+//! The EVN as a pure layout model: what one customer's itemised bill for one month says,
+//! before any page is drawn. No IO, no clock: the billing run passes everything in.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use evn_rating::BillingMonth;
+use sha2::{Digest, Sha256};
+
+/// The summary line for calls billed but not itemised.
+pub const NOT_ITEMISED: &str = "Nicht einzeln aufgeführte Verbindungen";
+
+/// Bump when the layout changes in a way that should count as a new EVN on re-run.
+const LAYOUT_VERSION: &str = "evn-layout-1";
+
+/// Everything printed in the header and the small print of an EVN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub provider_name: String,
+    /// Address lines, top to bottom.
+    pub provider_address: Vec<String>,
+    /// Contact lines (e-mail, phone, web, VAT id), already labelled.
+    pub provider_contact: Vec<String>,
+    pub customer_id: String,
+    pub customer_name: String,
+    /// Street, then `postcode city`.
+    pub customer_address: Vec<String>,
+    pub month: BillingMonth,
+    /// "Erstellt am": passed in, so the same input gives the same document.
+    pub created: NaiveDate,
+    /// The EVN's version number for this customer and month (1, then 2 after late CDRs, …).
+    pub version: u32,
+    /// The configuration version the bill was made from (TKG § 63: auditable).
+    pub config_version: String,
+    /// The counselling list version used to hide rows (BNetzA: recorded in every EVN).
+    pub counselling_version: String,
+}
+
+/// One billed call as the EVN needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvnCall {
+    pub calling_number: String,
+    /// As stored: already shortened to `…xxx` where the customer asked.
+    pub called_number: String,
+    pub start_time: DateTime<Utc>,
+    pub duration_s: i64,
+    /// The German zone label (`Mobilfunk`), or the zone id where none is configured.
+    pub zone_label: String,
+    /// Four decimals, as rated.
+    pub charge: Decimal,
+    /// A counselling-service call: never printed, but its charge counts in every sum.
+    pub hidden: bool,
+    pub shortened: bool,
+}
+
+/// One printed connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Running number over the *printed* rows only, so hidden rows leave no gap.
+    pub nr: usize,
+    pub start_time: DateTime<Utc>,
+    pub duration_s: i64,
+    pub called_number: String,
+    pub zone_label: String,
+    pub charge: Decimal,
+}
+
+/// The connections of one calling line, with its subtotal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineGroup {
+    pub calling_number: String,
+    pub rows: Vec<Row>,
+    /// Exact (four decimals) sum of the printed rows. Hidden calls are deliberately *not*
+    /// attributed to a line: on a business EVN the line is a person, and a subtotal that does
+    /// not match its rows would point at whoever called a counselling service.
+    pub subtotal: Decimal,
+}
+
+/// Count and amount of one tariff zone (printed rows), or of the calls not itemised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSum {
+    pub label: String,
+    pub count: usize,
+    pub amount: Decimal,
+}
+
+/// One customer's EVN for one month, ready to lay out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvnDocument {
+    pub header: Header,
+    /// Sorted by calling number; rows inside by start time.
+    pub groups: Vec<LineGroup>,
+    /// Sorted by label; printed rows only.
+    pub zones: Vec<ZoneSum>,
+    /// Billed calls that are not itemised (counselling services): one line in the summary,
+    /// without zone or calling line, so the sums add up without revealing anything more.
+    pub not_itemised: ZoneSum,
+    /// Exact sum of every billed call (four decimals); rounded to cents only when printed.
+    pub total: Decimal,
+    /// Calls billed, hidden ones included.
+    pub billed: usize,
+    /// Some printed number is shortened, or the customer asked for shortening this month.
+    pub shortened: bool,
+    /// Labels of the zones the customer's flatrate covered this month (not itemised).
+    pub flatrate_zones: Vec<String>,
+}
+
+impl EvnDocument {
+    /// Groups and sums the calls. `shortened_setting`: the customer asked for shortened numbers
+    /// at some point in the month; `flatrate_zones`: labels of zones their plan(s) covered.
+    pub fn build(
+        header: Header,
+        mut calls: Vec<EvnCall>,
+        shortened_setting: bool,
+        flatrate_zones: Vec<String>,
+    ) -> EvnDocument {
+        // Stable: the caller's order (start time, then switch and CDR id) breaks ties.
+        calls.sort_by(|a, b| {
+            (a.calling_number.as_str(), a.start_time)
+                .cmp(&(b.calling_number.as_str(), b.start_time))
+        });
+        let mut groups: Vec<LineGroup> = Vec::new();
+        let mut zones: BTreeMap<String, ZoneSum> = BTreeMap::new();
+        let mut total = Decimal::ZERO;
+        let mut shortened = shortened_setting;
+        let mut not_itemised = ZoneSum {
+            label: NOT_ITEMISED.to_owned(),
+            count: 0,
+            amount: Decimal::ZERO,
+        };
+        let mut nr = 0;
+        let billed = calls.len();
+        for call in calls {
+            if !call.hidden
+                && groups
+                    .last()
+                    .is_none_or(|g| g.calling_number != call.calling_number)
+            {
+                groups.push(LineGroup {
+                    calling_number: call.calling_number.clone(),
+                    rows: Vec::new(),
+                    subtotal: Decimal::ZERO,
+                });
+            }
+            total += call.charge;
+            if call.hidden {
+                not_itemised.count += 1;
+                not_itemised.amount += call.charge;
+                continue;
+            }
+            let group = groups.last_mut().expect("pushed above");
+            group.subtotal += call.charge;
+            let zone = zones
+                .entry(call.zone_label.clone())
+                .or_insert_with(|| ZoneSum {
+                    label: call.zone_label.clone(),
+                    count: 0,
+                    amount: Decimal::ZERO,
+                });
+            zone.count += 1;
+            zone.amount += call.charge;
+            shortened |= call.shortened;
+            nr += 1;
+            group.rows.push(Row {
+                nr,
+                start_time: call.start_time,
+                duration_s: call.duration_s,
+                called_number: call.called_number,
+                zone_label: call.zone_label,
+                charge: call.charge,
+            });
+        }
+        EvnDocument {
+            header,
+            groups,
+            zones: zones.into_values().collect(),
+            not_itemised,
+            total,
+            billed,
+            shortened,
+            flatrate_zones,
+        }
+    }
+
+    /// Rows printed in the table.
+    pub fn itemised(&self) -> usize {
+        self.groups.iter().map(|g| g.rows.len()).sum()
+    }
+
+    /// SHA-256 over everything the customer reads except the creation date, the version number
+    /// and the config/list versions in the small print. The billing run compares it to decide
+    /// whether a re-run made a new EVN: an unrelated config change (another customer added)
+    /// must not turn every EVN into "version 2" of the same content.
+    pub fn content_digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        let mut put = |s: &str| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        let hd = &self.header;
+        put(LAYOUT_VERSION);
+        put(&hd.provider_name);
+        hd.provider_address.iter().for_each(|l| put(l));
+        put("|");
+        hd.provider_contact.iter().for_each(|l| put(l));
+        put("|");
+        put(&hd.customer_id);
+        put(&hd.customer_name);
+        hd.customer_address.iter().for_each(|l| put(l));
+        put("|");
+        put(&hd.month.to_string());
+        for g in &self.groups {
+            put(&g.calling_number);
+            put(&g.subtotal.normalize().to_string());
+            for r in &g.rows {
+                put(&format!(
+                    "{}|{}|{}|{}|{}|{}",
+                    r.nr,
+                    r.start_time.timestamp_micros(),
+                    r.duration_s,
+                    r.called_number,
+                    r.zone_label,
+                    r.charge.normalize()
+                ));
+            }
+        }
+        put("|");
+        for z in &self.zones {
+            put(&format!("{}|{}|{}", z.label, z.count, z.amount.normalize()));
+        }
+        put(&format!(
+            "{}|{}|{}|{}",
+            self.not_itemised.count,
+            self.not_itemised.amount.normalize(),
+            self.total.normalize(),
+            self.billed
+        ));
+        self.notices().iter().for_each(|n| put(n));
+        h.finalize().into()
+    }
+
+    /// The notices under the summary, in print order.
+    pub fn notices(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.itemised() == 0 {
+            out.push(if self.billed == 0 {
+                "Im Abrechnungszeitraum sind keine entgeltpflichtigen Verbindungen angefallen."
+                    .to_owned()
+            } else {
+                "Im Abrechnungszeitraum sind keine einzeln aufzuführenden Verbindungen angefallen."
+                    .to_owned()
+            });
+        }
+        if self.shortened {
+            out.push(
+                "Auf Ihren Wunsch sind die Zielrufnummern um die letzten drei Ziffern gekürzt \
+                 (z. B. 0151 12345xxx)."
+                    .to_owned(),
+            );
+        }
+        if !self.flatrate_zones.is_empty() {
+            out.push(format!(
+                "Verbindungen, die mit Ihrem Pauschaltarif (Flatrate) abgegolten sind ({}), \
+                 werden nicht einzeln aufgeführt.",
+                self.flatrate_zones.join(", ")
+            ));
+        }
+        // Printed on every EVN, not only when a row was hidden: a notice that appeared only
+        // then would itself reveal that a counselling service was called (TDDDG § 11).
+        out.push(
+            "Verbindungen zu Anschlüssen von Personen, Behörden und Organisationen in sozialen \
+             oder kirchlichen Bereichen, die grundsätzlich anonym bleibenden Anrufern ganz oder \
+             überwiegend telefonische Beratung in seelischen oder sozialen Notlagen anbieten, \
+             werden nicht aufgeführt. Entgelte für solche Verbindungen sind in der \
+             Gesamtsumme enthalten."
+                .to_owned(),
+        );
+        out.push("Alle Beträge sind Nettobeträge in Euro.".to_owned());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn header() -> Header {
+        Header {
+            provider_name: "Mango Office GmbH".into(),
+            provider_address: vec!["Musterstraße 1".into(), "10117 Berlin".into()],
+            provider_contact: vec!["service@example.de".into()],
+            customer_id: "K1001".into(),
+            customer_name: "Müller & Söhne GmbH".into(),
+            customer_address: vec!["Hauptstraße 5".into(), "10115 Berlin".into()],
+            month: "2026-11".parse().unwrap(),
+            created: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            version: 1,
+            config_version: "sha256:abc".into(),
+            counselling_version: "2026-Q4+sha256:def".into(),
+        }
+    }
+
+    fn call(line: u8, minute: i64, cents4: i64, hidden: bool, zone: u8) -> EvnCall {
+        EvnCall {
+            calling_number: format!("+493090182{line}"),
+            called_number: "+4915112345678".into(),
+            start_time: DateTime::from_timestamp(1_795_000_000 + minute * 60, 0).unwrap(),
+            duration_s: 61,
+            zone_label: ["Mobilfunk", "Ausland EU", "Servicerufnummer"][zone as usize].into(),
+            charge: Decimal::new(cents4, 4),
+            hidden,
+            shortened: false,
+        }
+    }
+
+    #[test]
+    fn hidden_rows_count_but_leave_no_gap() {
+        let doc = EvnDocument::build(
+            header(),
+            vec![
+                call(1, 2, 1_0000, false, 0),
+                call(1, 1, 5000, true, 0),
+                call(0, 3, 3333, false, 1),
+            ],
+            false,
+            vec![],
+        );
+        assert_eq!(doc.billed, 3);
+        assert_eq!(doc.itemised(), 2);
+        let nrs: Vec<usize> = doc
+            .groups
+            .iter()
+            .flat_map(|g| g.rows.iter().map(|r| r.nr))
+            .collect();
+        assert_eq!(nrs, [1, 2]);
+        assert_eq!(doc.groups[0].calling_number, "+4930901820");
+        assert_eq!(doc.groups[1].subtotal, Decimal::new(1_0000, 4));
+        assert_eq!(doc.not_itemised.count, 1);
+        assert_eq!(doc.not_itemised.amount, Decimal::new(5000, 4));
+        assert_eq!(doc.total, Decimal::new(1_8333, 4));
+    }
+
+    #[test]
+    fn empty_month_says_so() {
+        let doc = EvnDocument::build(header(), vec![], false, vec!["Festnetz national".into()]);
+        let n = doc.notices();
+        assert!(n[0].contains("keine entgeltpflichtigen Verbindungen"));
+        assert!(n.iter().any(|s| s.contains("(Festnetz national)")));
+    }
+
+    proptest! {
+        #[test]
+        fn rows_add_up_to_subtotals_and_total(
+            calls in prop::collection::vec(
+                (0u8..3, 0i64..10_000, 0i64..100_000_000, any::<bool>(), 0u8..3),
+                0..200,
+            )
+        ) {
+            let calls: Vec<EvnCall> = calls
+                .into_iter()
+                .map(|(l, m, c, h, z)| call(l, m, c, h, z))
+                .collect();
+            let hidden: Decimal = calls.iter().filter(|c| c.hidden).map(|c| c.charge).sum();
+            let exact: Decimal = calls.iter().map(|c| c.charge).sum();
+            let doc = EvnDocument::build(header(), calls, false, vec![]);
+            let mut subtotals = Decimal::ZERO;
+            for g in &doc.groups {
+                let rows: Decimal = g.rows.iter().map(|r| r.charge).sum();
+                prop_assert!(!g.rows.is_empty());
+                prop_assert_eq!(rows, g.subtotal);
+                subtotals += g.subtotal;
+            }
+            prop_assert_eq!(doc.not_itemised.amount, hidden);
+            prop_assert_eq!(subtotals + hidden, doc.total);
+            prop_assert_eq!(doc.zones.iter().map(|z| z.amount).sum::<Decimal>() + hidden, doc.total);
+            prop_assert_eq!(
+                doc.zones.iter().map(|z| z.count).sum::<usize>() + doc.not_itemised.count,
+                doc.billed
+            );
+            prop_assert_eq!(exact, doc.total);
+        }
+    }
+}

@@ -37,7 +37,7 @@ pub enum ProduceError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProduceReport {
     pub sent: u64,
-    /// Lines sent although they are not valid UTF-8 JSON objects.
+    /// Lines sent as they are although they are not JSON objects with a `customer_id`.
     pub not_json: u64,
 }
 

@@ -1,1 +1,376 @@
-fn main() {}
+//! `evn`: the one binary. Argument parsing, config loading, wiring and exit codes; no business
+//! rule lives here (INTERFACES.md §4). Exit codes: 0 success, 1 runtime failure, 2 usage or
+//! configuration error.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use evn_config::Config;
+use evn_rating::BillingMonth;
+
+#[derive(Parser)]
+#[command(
+    name = "evn",
+    version,
+    about = "CDRs from Kafka to monthly itemised call records (EVN)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embedded Kafka-protocol broker for dev, demo and tests (in memory; never production).
+    Broker {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: SocketAddr,
+        /// NAME:PARTITIONS, created up front (repeatable).
+        #[arg(long = "topic", value_parser = parse_topic)]
+        topics: Vec<(String, i32)>,
+    },
+    /// Publish JSON-lines CDR files, one record per line, keyed by customer_id.
+    Produce {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check the operator configuration and print a summary.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Consume CDRs and write monthly Parquet, exactly once.
+    Ingest {
+        #[arg(long)]
+        brokers: String,
+        /// Source topic (repeatable).
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Dead-letter topic (default: `<topic>.dlq`).
+        #[arg(long)]
+        dlq_topic: Option<String>,
+        /// Exit 0 once every assigned partition is at its end and idle this many seconds.
+        #[arg(long)]
+        exit_when_idle: Option<f64>,
+        /// Longest time data waits in memory before it is committed to Parquet.
+        #[arg(long, default_value_t = 60)]
+        flush_interval_secs: u64,
+        /// Extra librdkafka setting KEY=VALUE for a real cluster (repeatable), e.g. security.protocol=SSL.
+        #[arg(long = "kafka-option", value_parser = parse_kv)]
+        kafka_options: Vec<(String, String)>,
+        /// Prometheus metrics listen address (not yet available: accepted and ignored).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// Render the EVN PDFs of one billing month.
+    Bill {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        month: BillingMonth,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        customer: Option<String>,
+        /// I/N: bill only shard I (0-based) of N.
+        #[arg(long)]
+        shard: Option<evn_billing::Shard>,
+    },
+    /// Portal download service (not yet available).
+    Serve {
+        #[arg(long)]
+        evn: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+    },
+    /// Mint a portal token (not yet available).
+    Token {
+        #[arg(long)]
+        customer: String,
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Delete data past its retention period (not yet available).
+    Retention {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        evn: PathBuf,
+        #[arg(long)]
+        today: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A customer's stored traffic data to stdout (not yet available).
+    Export {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Remove a former customer's data (not yet available).
+    Erase {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        evn: PathBuf,
+    },
+    /// The whole pipeline on the embedded default: broker, produce, ingest, bill.
+    Demo {
+        #[arg(long, default_value = "evn-demo")]
+        dir: PathBuf,
+    },
+}
+
+fn parse_topic(s: &str) -> Result<(String, i32), String> {
+    match s.rsplit_once(':') {
+        Some((name, n)) => Ok((
+            name.to_owned(),
+            n.parse()
+                .map_err(|_| format!("{n:?} is not a partition count"))?,
+        )),
+        None => Ok((s.to_owned(), evn_broker::DEFAULT_PARTITIONS)),
+    }
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// An error with the exit code it should produce.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+fn usage(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 2,
+        error: error.into(),
+    }
+}
+
+pub(crate) fn load_config(dir: &Path) -> Result<Config, Failure> {
+    Config::load(dir).map_err(|e| usage(anyhow::anyhow!("configuration error: {e}")))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EVN_LOG")
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Broker { listen, topics } => {
+            let broker = evn_broker::EmbeddedBroker::start(listen, &topics)
+                .await
+                .map_err(usage)?;
+            println!(
+                "evn broker listening on {} (topics: {})",
+                broker.address(),
+                topics
+                    .iter()
+                    .map(|(t, p)| format!("{t}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            shutdown_signal().await;
+            Ok(())
+        }
+        Command::Produce {
+            brokers,
+            topic,
+            files,
+        } => {
+            let report = tokio::task::spawn_blocking(move || {
+                evn_broker::produce_files(&brokers, &topic, &files)
+            })
+            .await??;
+            println!(
+                "sent {} records ({} without a customer_id, sent as-is)",
+                report.sent, report.not_json
+            );
+            Ok(())
+        }
+        Command::Validate { config } => {
+            let cfg = load_config(&config)?;
+            println!("configuration OK: {}", config.display());
+            println!("  provider:     {}", cfg.provider.name);
+            println!("  customers:    {}", cfg.customers.len());
+            println!(
+                "  plans:        {} ({})",
+                cfg.tariffs.plans.len(),
+                cfg.tariffs
+                    .plans
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "  zones:        {} ({})",
+                cfg.tariffs.zones.len(),
+                cfg.tariffs
+                    .zones
+                    .keys()
+                    .map(|z| z.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "  counselling:  {} numbers, list version {}",
+                cfg.counselling.len(),
+                cfg.counselling.version
+            );
+            println!("  version:      {}", cfg.version);
+            Ok(())
+        }
+        Command::Ingest {
+            brokers,
+            topics,
+            group,
+            config,
+            data,
+            dlq_topic,
+            exit_when_idle,
+            flush_interval_secs,
+            kafka_options,
+            metrics_listen,
+        } => {
+            let cfg = Arc::new(load_config(&config)?);
+            if metrics_listen.is_some() {
+                tracing::warn!("--metrics-listen is not yet available; no metrics are served");
+            }
+            let mut opts = evn_ingest::IngestOptions::new(&brokers, topics, &group, data);
+            opts.dlq_topic = dlq_topic;
+            opts.exit_when_idle = exit_when_idle.map(Duration::from_secs_f64);
+            opts.flush_interval = Duration::from_secs(flush_interval_secs.max(1));
+            opts.kafka_options = kafka_options;
+            let (summary, result) = evn_ingest::run(cfg, opts, shutdown_signal()).await;
+            println!("{}", summary.to_json());
+            result.context("ingest stopped")?;
+            Ok(())
+        }
+        Command::Bill {
+            config,
+            data,
+            month,
+            out,
+            customer,
+            shard,
+        } => {
+            let cfg = load_config(&config)?;
+            let mut opts = evn_billing::BillOptions::new(chrono::Local::now().date_naive());
+            opts.customer = customer;
+            opts.shard = shard;
+            let report =
+                tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts))
+                    .map_err(|e| {
+                    let code = e.exit_code() as u8;
+                    Failure {
+                        code,
+                        error: anyhow::anyhow!("billing run failed: {e}"),
+                    }
+                })?;
+            print_bill_report(&report);
+            Ok(())
+        }
+        Command::Demo { dir } => demo::run(&dir).await,
+        Command::Serve { .. }
+        | Command::Token { .. }
+        | Command::Retention { .. }
+        | Command::Export { .. }
+        | Command::Erase { .. } => Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!("not yet available in this version"),
+        }),
+    }
+}
+
+pub(crate) fn print_bill_report(report: &evn_billing::BillReport) {
+    let written = report
+        .customers
+        .iter()
+        .filter(|c| matches!(c.outcome, evn_billing::Outcome::Written { .. }))
+        .count();
+    println!(
+        "billed {}: {} EVNs ({} new versions, {} unchanged), {} calls read, {} duplicates dropped, {} customers with EVN off",
+        report.month,
+        report.customers.len(),
+        written,
+        report.customers.len() - written,
+        report.rows_read,
+        report.duplicates,
+        report.evn_off.len()
+    );
+    println!("  output:   {}", report.dir.display());
+    println!("  manifest: {}", report.manifest.display());
+}
+
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

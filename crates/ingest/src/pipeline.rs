@@ -240,7 +240,10 @@ impl State {
                     self.drain_events(&consumer)?;
                     self.commit_due(&consumer, false).await?;
                     if let Some(idle) = self.opts.exit_when_idle {
-                        if last_message.elapsed() >= idle && started.elapsed() >= idle && self.at_end(&consumer) {
+                        // With no partition assigned yet, the group may still be waiting for a dead member's
+                        // session to expire: give it time before calling an empty assignment "the end".
+                        let settled = !self.parts.is_empty() || started.elapsed() >= 3 * idle;
+                        if last_message.elapsed() >= idle && started.elapsed() >= idle && settled && self.at_end(&consumer) {
                             tracing::info!("every assigned partition is at its end: exiting");
                             break;
                         }

@@ -145,7 +145,7 @@ impl CommitLog {
             }
             match fs::rename(&staging, &file) {
                 Ok(()) => {
-                    tracing::info!(file = %file.display(), "recovered a committed file from staging");
+                    tracing::debug!(file = %file.display(), "moved a committed file into place");
                     sync_dir(file.parent().expect("file has a parent"))?;
                 }
                 // Another process finished the rename first, or retention deleted the month since.

@@ -1,0 +1,80 @@
+//! `evn validate` and configuration errors through the real binary.
+
+use crate::support::*;
+
+fn copy_config(dir: &std::path::Path) {
+    for f in [
+        "provider.toml",
+        "tariffs.toml",
+        "customers.csv",
+        "counselling-numbers.txt",
+    ] {
+        std::fs::copy(config_dir().join(f), dir.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn validate_accepts_the_example_configuration() {
+    let out = evn(&["validate", "--config", config_dir().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("customers:    5"), "{text}");
+    assert!(text.contains("counselling:  6 numbers"), "{text}");
+}
+
+#[test]
+fn float_price_is_exit_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let tariffs = std::fs::read_to_string(dir.path().join("tariffs.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("tariffs.toml"),
+        tariffs.replacen(r#"per_minute = "0.1490""#, "per_minute = 0.149", 1),
+    )
+    .unwrap();
+    let out = evn(&["validate", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("tariffs.toml:29:"), "{err}");
+    assert!(err.contains("floats are not allowed"), "{err}");
+}
+
+#[test]
+fn unknown_plan_is_exit_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let mut csv = std::fs::read_to_string(dir.path().join("customers.csv")).unwrap();
+    csv.push_str("K2000,Neu GmbH,Weg 1,12345,Ort,gold,true,false,2026-01-01\n");
+    std::fs::write(dir.path().join("customers.csv"), csv).unwrap();
+    let out = evn(&["validate", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("customers.csv:9: customer K2000: unknown plan \"gold\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn ingest_with_bad_config_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = evn(&[
+        "ingest",
+        "--brokers",
+        "127.0.0.1:1",
+        "--topic",
+        "t",
+        "--group",
+        "g",
+        "--config",
+        dir.path().to_str().unwrap(),
+        "--data",
+        dir.path().join("d").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("d").exists());
+}

@@ -1,0 +1,231 @@
+//! Ingest end to end: broker over TCP, the real binary, Parquet and the dead-letter topic read
+//! back; crash safety with kill -9.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+
+use crate::support::*;
+
+/// What the rules say should happen to each record of a file (the oracle, from the pure core).
+fn expected(
+    file: &std::path::Path,
+) -> (
+    BTreeMap<(String, String), evn_rating::RatedCall>,
+    BTreeMap<String, u64>,
+    u64,
+) {
+    let mut dups = 0;
+    let cfg = evn_config::Config::load(&config_dir()).unwrap();
+    let mut stored = BTreeMap::new();
+    let mut dead = BTreeMap::new();
+    for line in std::fs::read(file)
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        match evn_cdr::parse(line) {
+            Err(r) => *dead.entry(r.code().to_owned()).or_default() += 1,
+            Ok(cdr) => match evn_rating::classify(&cdr, &cfg) {
+                evn_rating::Outcome::Store(c) => {
+                    let key = (c.switch_id.clone(), c.cdr_id.clone());
+                    if stored.contains_key(&key) {
+                        dups += 1;
+                    } else {
+                        stored.insert(key, *c);
+                    }
+                }
+                evn_rating::Outcome::Reject(u) => {
+                    *dead.entry(u.code().to_owned()).or_default() += 1
+                }
+                evn_rating::Outcome::Skip(_) => {}
+            },
+        }
+    }
+    (stored, dead, dups)
+}
+
+fn dead_letters(broker: &Broker, topic: &str) -> Vec<(String, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let start = std::time::Instant::now();
+    let mut idle = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(30) && idle.elapsed() < Duration::from_secs(4) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            idle = std::time::Instant::now();
+            let h = m.headers().expect("headers");
+            let error = h
+                .iter()
+                .find(|h| h.key == "evn-error")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .expect("evn-error header");
+            out.push((error, m.payload().unwrap_or(&[]).to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
+fn demo_fixture_is_stored_rated_and_dead_lettered_exactly_as_the_rules_say() {
+    let broker = Broker::start(&["cdrs:8", "cdrs.dlq:2"]);
+    let file = repo().join("fixtures/cdrs/demo.jsonl");
+    let sent = produce(&broker, "cdrs", &file);
+    assert!(
+        sent.starts_with("sent 1509 records (2 without a customer_id"),
+        "{sent}"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let summary = ingest_to_end(&broker, "cdrs", "g1", data.path());
+
+    let (want, want_dead, want_dups) = expected(&file);
+    // Parquet read back equals the oracle, row for row.
+    let mut got = BTreeMap::new();
+    for month in evn_store::list_months(data.path()).unwrap() {
+        for row in evn_store::read_month(data.path(), month).unwrap() {
+            assert_eq!(row.call.billing_month, month);
+            assert!(
+                got.insert(
+                    (row.call.switch_id.clone(), row.call.cdr_id.clone()),
+                    row.call
+                )
+                .is_none(),
+                "stored twice"
+            );
+        }
+    }
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    assert_eq!(summary["stored"], want.len() as u64);
+    assert!(want_dups > 0);
+    assert_eq!(summary["skipped"]["duplicate"], want_dups);
+    assert!(summary["skipped"]["flatrate"].as_u64().unwrap() > 0);
+    let dead: u64 = want_dead.values().sum();
+    let skipped: u64 = summary["skipped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(summary["consumed"], 1509);
+    assert_eq!(summary["stored"].as_u64().unwrap() + skipped + dead, 1509);
+    for (reason, n) in &want_dead {
+        assert_eq!(summary["dead_lettered"][reason], *n, "{reason}");
+    }
+    // Each dead letter arrives once with its reason and the original bytes.
+    let letters = dead_letters(&broker, "cdrs.dlq");
+    assert_eq!(letters.len() as u64, dead);
+    assert!(letters
+        .iter()
+        .any(|(e, p)| e.starts_with("malformed_json") && p == br#"{"cdr_id": "broken"#));
+    assert!(letters.iter().any(|(e, _)| e.starts_with("not_an_object")));
+    assert!(letters
+        .iter()
+        .any(|(e, _)| e.starts_with("unknown_customer")));
+    assert!(letters
+        .iter()
+        .any(|(e, _)| e == "missing_field: `start_time` is required"));
+
+    // A second run has nothing new to do and stores nothing twice.
+    let again = ingest_to_end(&broker, "cdrs", "g1", data.path());
+    assert_eq!(again["stored"], 0);
+    assert_eq!(stored_ids(data.path()).values().max(), Some(&1));
+    // Nothing temporary is visible to readers of cdrs/.
+    for entry in walk(&data.path().join("cdrs")) {
+        assert!(
+            entry.extension().is_some_and(|e| e == "parquet"),
+            "{}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn kill_9_mid_stream_loses_nothing_and_stores_nothing_twice() {
+    const N: usize = 100_000;
+    let broker = Broker::start(&["crash:8", "crash.dlq:2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdrs.jsonl");
+    write_cdrs(&file, N, "c-");
+    produce(&broker, "crash", &file);
+    let data = dir.path().join("data");
+    // Small commits (every ~1 s) so kills land between and inside commits.
+    for round in 0..4 {
+        let mut args = ingest_args(&broker, "crash", "g", &data);
+        args.extend(["--flush-interval-secs".into(), "1".into()]);
+        let mut child = Command::new(bin())
+            .args(&args)
+            .env("EVN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500 + 400 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    ingest_to_end_idle(&broker, "crash", "g", &data, 12);
+    let ids = stored_ids(&data);
+    assert_eq!(ids.len(), N, "every produced CDR is stored");
+    assert!(ids.values().all(|n| *n == 1), "no CDR is stored twice");
+}
+
+#[test]
+fn two_members_one_killed_still_exactly_once() {
+    const N: usize = 60_000;
+    let broker = Broker::start(&["pair:8", "pair.dlq:2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdrs.jsonl");
+    write_cdrs(&file, N, "p-");
+    produce(&broker, "pair", &file);
+    let data = dir.path().join("data");
+    let mut args = ingest_args(&broker, "pair", "g", &data);
+    args.extend(["--flush-interval-secs".into(), "1".into()]);
+    let mut a = Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let b = Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let out = b.wait_with_output().unwrap();
+    assert!(out.status.success());
+    ingest_to_end_idle(&broker, "pair", "g", &data, 12);
+    let ids = stored_ids(&data);
+    assert_eq!(ids.len(), N);
+    assert!(ids.values().all(|n| *n == 1));
+}

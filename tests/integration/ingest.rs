@@ -164,26 +164,46 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A broker whose topic already holds `n` synthetic CDRs, and an empty data directory.
+fn backlog(
+    topic: &str,
+    n: usize,
+    id_prefix: &str,
+) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
+    let broker = Broker::start(&[&format!("{topic}:8"), &format!("{topic}.dlq:2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdrs.jsonl");
+    write_cdrs(&file, n, id_prefix);
+    produce(&broker, topic, &file);
+    let data = dir.path().join("data");
+    (broker, dir, data)
+}
+
+/// Starts an ingest member that commits about every second, so kills land between and inside
+/// commits.
+fn spawn_member(
+    broker: &Broker,
+    topic: &str,
+    data: &std::path::Path,
+    stdout: Stdio,
+) -> std::process::Child {
+    let mut args = ingest_args(broker, topic, "g", data);
+    args.extend(["--flush-interval-secs".into(), "1".into()]);
+    Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn kill_9_mid_stream_loses_nothing_and_stores_nothing_twice() {
     const N: usize = 100_000;
-    let broker = Broker::start(&["crash:8", "crash.dlq:2"]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cdrs.jsonl");
-    write_cdrs(&file, N, "c-");
-    produce(&broker, "crash", &file);
-    let data = dir.path().join("data");
-    // Small commits (every ~1 s) so kills land between and inside commits.
+    let (broker, _dir, data) = backlog("crash", N, "c-");
     for round in 0..4 {
-        let mut args = ingest_args(&broker, "crash", "g", &data);
-        args.extend(["--flush-interval-secs".into(), "1".into()]);
-        let mut child = Command::new(bin())
-            .args(&args)
-            .env("EVN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_member(&broker, "crash", &data, Stdio::null());
         std::thread::sleep(Duration::from_millis(1500 + 400 * round));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -197,28 +217,9 @@ fn kill_9_mid_stream_loses_nothing_and_stores_nothing_twice() {
 #[test]
 fn two_members_one_killed_still_exactly_once() {
     const N: usize = 60_000;
-    let broker = Broker::start(&["pair:8", "pair.dlq:2"]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cdrs.jsonl");
-    write_cdrs(&file, N, "p-");
-    produce(&broker, "pair", &file);
-    let data = dir.path().join("data");
-    let mut args = ingest_args(&broker, "pair", "g", &data);
-    args.extend(["--flush-interval-secs".into(), "1".into()]);
-    let mut a = Command::new(bin())
-        .args(&args)
-        .env("EVN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let b = Command::new(bin())
-        .args(&args)
-        .env("EVN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (broker, _dir, data) = backlog("pair", N, "p-");
+    let mut a = spawn_member(&broker, "pair", &data, Stdio::null());
+    let b = spawn_member(&broker, "pair", &data, Stdio::piped());
     std::thread::sleep(Duration::from_millis(2500));
     a.kill().unwrap();
     a.wait().unwrap();

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# README command 2: installs what the tests need (poppler's pdftotext), then runs the whole suite.
+# README command 2: installs what the tests need (poppler's pdftotext, pyarrow), then runs the
+# whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v pdftotext >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils) >/dev/null
 fi
-cargo build -p evn-cli --locked
+# pyarrow: a second Parquet reader, so a test proves other tools can read what ingest writes.
+if ! python3 -c "import pyarrow" >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check pyarrow >/dev/null
+fi
+# Build every target in one go with the same feature resolution `cargo test --workspace` uses,
+# so the `evn` binary the integration tests run shares its dependencies with the tests (a bare
+# `cargo build -p evn-cli` resolves features differently and compiles arrow, parquet, printpdf
+# a second time, which cost CI minutes).
+cargo build --workspace --all-targets --locked
 cargo test --workspace --locked

@@ -208,7 +208,7 @@ fn kill_9_mid_stream_loses_nothing_and_stores_nothing_twice() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    ingest_to_end_idle(&broker, "crash", "g", &data, 12);
+    ingest_to_end(&broker, "crash", "g", &data);
     let ids = stored_ids(&data);
     assert_eq!(ids.len(), N, "every produced CDR is stored");
     assert!(ids.values().all(|n| *n == 1), "no CDR is stored twice");
@@ -225,7 +225,7 @@ fn two_members_one_killed_still_exactly_once() {
     a.wait().unwrap();
     let out = b.wait_with_output().unwrap();
     assert!(out.status.success());
-    ingest_to_end_idle(&broker, "pair", "g", &data, 12);
+    ingest_to_end(&broker, "pair", "g", &data);
     let ids = stored_ids(&data);
     assert_eq!(ids.len(), N);
     assert!(ids.values().all(|n| *n == 1));

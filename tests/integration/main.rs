@@ -3,5 +3,12 @@
 
 mod support;
 
+mod bill;
 mod cli;
+mod deploy;
+mod edges;
 mod ingest;
+mod ops;
+mod portal;
+mod privacy;
+mod protect;

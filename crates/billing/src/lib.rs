@@ -1,18 +1,21 @@
 //! The monthly billing run (`evn bill`, INTERFACES.md §4): one month of stored calls in, one EVN
-//! PDF per customer whose EVN is on out, plus `manifest.json`, versioned and reproducible.
+//! (PDF and CSV) per customer whose EVN is on out, plus `manifest.json`, versioned and
+//! reproducible.
 //!
-//! Flow: a first pass over the month's Parquet files checks every row against the
-//! configuration (before anything is written) and keeps the selected customers' calls while
-//! they fit a row budget; past the budget, customers are billed in chunks, each chunk re-reading
-//! the files, so memory stays bounded whatever the month's size. Each customer's calls are
-//! deduplicated, laid out ([`evn_render::EvnDocument`]), compared with the manifest by content
-//! hash, and only rendered (in parallel, rayon) and written (atomically) when they changed.
+//! Flow: one pass over the month's Parquet files checks every row against the configuration
+//! and the month (before anything is written) and hands the selected customers' calls to a
+//! [`spill::Holder`], which keeps them in memory up to a row budget and past it in
+//! hash-partitioned spill files, so memory stays bounded whatever the month's size and the
+//! Parquet files are read once. Customers are then billed in batches: each customer's calls
+//! are deduplicated, laid out ([`evn_render::EvnDocument`]), compared with the manifest by
+//! content hash, and only rendered (in parallel, rayon) when they changed; a batch's files are
+//! made durable together and renamed into place ([`output`]); the manifest comes last.
 
 mod manifest;
+mod output;
+mod spill;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,14 +29,17 @@ use sha2::{Digest, Sha256};
 
 use evn_config::{Config, CustomerRow, ZoneId};
 use evn_rating::{BillingMonth, RatedCall};
-use evn_render::{format, render_pdf, EvnCall, EvnDocument, Header, RenderError};
+use evn_render::{format, render_csv, render_pdf, EvnCall, EvnDocument, Header, RenderError};
 use evn_store::StoreError;
 
 pub use manifest::{CustomerEntry, Manifest, VersionEntry, MANIFEST_FILE};
 
-/// Rows kept in memory at once. Past this the run switches to chunks of customers that each
-/// fit it (one re-read of the files per chunk). About 300 bytes a row: ~600 MB at most.
-pub const DEFAULT_ROW_BUDGET: usize = 2_000_000;
+/// Calls held in memory at once (about 450 bytes each as `RatedCall`: ~180 MB). Past this the
+/// run spills the month to disk and bills it bucket by bucket.
+pub const DEFAULT_ROW_BUDGET: usize = 400_000;
+
+/// Customers rendered between two flushes of their files to disk.
+const PUBLISH_BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillError {
@@ -45,7 +51,15 @@ pub enum BillError {
     ConfigMismatch {
         customer_id: String,
         file: PathBuf,
-        reason: &'static str,
+        reason: String,
+    },
+    #[error("{file} is in the folder of {month} but holds call {switch_id}/{cdr_id} of {row_month} (Europe/Berlin start); the stored data is damaged or was moved by hand: move the file to its month or restore it from backup")]
+    MisplacedRow {
+        file: PathBuf,
+        month: BillingMonth,
+        row_month: BillingMonth,
+        switch_id: String,
+        cdr_id: String,
     },
     #[error("--customer {customer_id}: no such customer in customers.csv")]
     NoSuchCustomer { customer_id: String },
@@ -131,8 +145,12 @@ pub struct BillOptions {
     /// "Erstellt am" on new versions; passed in so tests and re-runs are reproducible.
     pub created: NaiveDate,
     pub progress: Option<ProgressFn>,
-    /// Rows held in memory at once; [`DEFAULT_ROW_BUDGET`] unless a test wants chunks.
+    /// Calls held in memory at once; [`DEFAULT_ROW_BUDGET`] unless a test wants spilling.
     pub row_budget: usize,
+    /// Where a month too big for the budget is spilled (a hidden temporary folder inside it,
+    /// removed when the run ends). Default: the output folder, which holds the same data as
+    /// PDFs anyway and is sized for the month.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl BillOptions {
@@ -143,6 +161,7 @@ impl BillOptions {
             created,
             progress: None,
             row_budget: DEFAULT_ROW_BUDGET,
+            spill_dir: None,
         }
     }
 }
@@ -180,6 +199,8 @@ pub struct BillReport {
     /// Calls read, and duplicates (same switch and CDR id) dropped.
     pub rows_read: usize,
     pub duplicates: usize,
+    /// The month exceeded the row budget and was billed from spill files.
+    pub spilled: bool,
 }
 
 impl BillReport {
@@ -311,22 +332,6 @@ pub fn build_document(
     ))
 }
 
-/// Writes `bytes` to `dir/name` so that readers see the old file or the whole new one: temp
-/// file in the same folder, fsync, rename. The caller fsyncs the folder.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BillError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(name))
-    })();
-    result.map_err(|e| {
-        std::fs::remove_file(&tmp).ok();
-        BillError::io(&dir.join(name), e)
-    })
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -337,76 +342,71 @@ fn decimal_string(d: Decimal, scale: u32) -> String {
     d.to_string()
 }
 
-/// The highest `<id>.v<N>.pdf` on disk: a version file is never overwritten, even one a crashed
-/// run wrote without recording it in the manifest.
-fn highest_version_on_disk(dir: &Path, customer_id: &str) -> Result<u32, BillError> {
-    let prefix = format!("{customer_id}.v");
-    let mut max = 0;
+/// The highest `<id>.v<N>.pdf` / `.csv` on disk per customer, read once per run: a version
+/// file is never overwritten, even one a crashed run wrote without recording it.
+fn versions_on_disk(dir: &Path) -> Result<HashMap<String, u32>, BillError> {
+    let mut max: HashMap<String, u32> = HashMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(max),
         Err(e) => return Err(BillError::io(dir, e)),
     };
     for entry in entries {
         let name = entry.map_err(|e| BillError::io(dir, e))?.file_name();
-        if let Some(n) = name
+        let Some(stem) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| n.strip_suffix(".pdf"))
-            .and_then(|n| n.parse::<u32>().ok())
-        {
-            max = max.max(n);
+            .and_then(|n| n.strip_suffix(".pdf").or_else(|| n.strip_suffix(".csv")))
+        else {
+            continue;
+        };
+        if let Some((id, n)) = stem.rsplit_once(".v") {
+            if let Ok(n) = n.parse::<u32>() {
+                let m = max.entry(id.to_owned()).or_default();
+                *m = (*m).max(n);
+            }
         }
     }
     Ok(max)
 }
 
-/// Result of the first pass over the month.
+/// What the first pass learnt about the month.
 struct Scan {
     rows_read: usize,
-    /// Stored calls per selected customer (all customers with data, for the EVN-off count).
-    counts: BTreeMap<String, usize>,
-    /// The selected customers' calls, if they fitted the row budget.
-    calls: Option<HashMap<String, Vec<RatedCall>>>,
+    /// Stored calls per customer (all customers with data, for batching and EVN-off).
+    counts: HashMap<String, usize>,
 }
 
+/// Reads every row of the month once: checks it against the configuration and the month, and
+/// hands the selected customers' calls to `holder`.
 fn scan(
     config: &Config,
     month: BillingMonth,
     files: &[PathBuf],
     selected: &BTreeSet<String>,
-    budget: usize,
+    holder: &mut spill::Holder,
 ) -> Result<Scan, BillError> {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut calls: Option<HashMap<String, Vec<RatedCall>>> = Some(HashMap::new());
-    let mut kept = 0usize;
+    let mut counts: HashMap<String, usize> = HashMap::new();
     let mut rows_read = 0usize;
-    let mut mismatch: Option<BillError> = None;
-    let mut known: HashSet<String> = HashSet::new();
+    let mut failure: Option<BillError> = None;
+    let mut known_customers: HashSet<String> = HashSet::new();
+    let mut known_zones: HashSet<String> = HashSet::new();
     for file in files {
         evn_store::read_file(file, &mut |stored| {
             rows_read += 1;
-            let call = stored.call;
-            if mismatch.is_some() {
+            if failure.is_some() {
                 return;
             }
-            if !known.contains(&call.customer_id) {
-                let reason = if config.customers.rows(&call.customer_id).is_empty() {
-                    Some("who is not in customers.csv")
-                } else if evn_row(config, &call.customer_id, month).is_none() {
-                    Some("whose first customers.csv row starts after the month")
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    mismatch = Some(BillError::ConfigMismatch {
-                        customer_id: call.customer_id.clone(),
-                        file: file.clone(),
-                        reason,
-                    });
-                    return;
-                }
-                known.insert(call.customer_id.clone());
+            let call = stored.call;
+            if let Err(e) = check_row(
+                config,
+                month,
+                file,
+                &call,
+                &mut known_customers,
+                &mut known_zones,
+            ) {
+                failure = Some(e);
+                return;
             }
             match counts.get_mut(&call.customer_id) {
                 Some(n) => *n += 1,
@@ -414,54 +414,79 @@ fn scan(
                     counts.insert(call.customer_id.clone(), 1);
                 }
             }
-            if let Some(map) = calls.as_mut() {
-                if selected.contains(&call.customer_id) {
-                    kept += 1;
-                    if kept > budget {
-                        // Too big for one pass: drop what we hold, bill in chunks later.
-                        calls = None;
-                    } else {
-                        map.entry(call.customer_id.clone()).or_default().push(call);
-                    }
+            if selected.contains(&call.customer_id) {
+                if let Err(e) = holder.push(call) {
+                    failure = Some(e);
                 }
             }
         })?;
-        if let Some(e) = mismatch.take() {
+        if let Some(e) = failure.take() {
             return Err(e);
         }
     }
-    Ok(Scan {
-        rows_read,
-        counts,
-        calls,
-    })
+    Ok(Scan { rows_read, counts })
 }
 
-/// Reads the calls of `chunk`'s customers from every file.
-fn load_chunk(
-    files: &[PathBuf],
-    chunk: &BTreeSet<String>,
-) -> Result<HashMap<String, Vec<RatedCall>>, BillError> {
-    let mut map: HashMap<String, Vec<RatedCall>> = HashMap::new();
-    for file in files {
-        evn_store::read_file(file, &mut |stored| {
-            if chunk.contains(&stored.call.customer_id) {
-                map.entry(stored.call.customer_id.clone())
-                    .or_default()
-                    .push(stored.call);
-            }
-        })?;
+/// A stored row the configuration cannot bill, or in the wrong month's folder, stops the run
+/// before anything is written: billing it anyway would put a wrong amount on a bill.
+fn check_row(
+    config: &Config,
+    month: BillingMonth,
+    file: &Path,
+    call: &RatedCall,
+    known_customers: &mut HashSet<String>,
+    known_zones: &mut HashSet<String>,
+) -> Result<(), BillError> {
+    let mismatch = |reason: String| BillError::ConfigMismatch {
+        customer_id: call.customer_id.clone(),
+        file: file.to_owned(),
+        reason,
+    };
+    if call.billing_month != month {
+        return Err(BillError::MisplacedRow {
+            file: file.to_owned(),
+            month,
+            row_month: call.billing_month,
+            switch_id: call.switch_id.clone(),
+            cdr_id: call.cdr_id.clone(),
+        });
     }
-    Ok(map)
+    if !known_customers.contains(&call.customer_id) {
+        if config.customers.rows(&call.customer_id).is_empty() {
+            return Err(mismatch("who is not in customers.csv".to_owned()));
+        }
+        if evn_row(config, &call.customer_id, month).is_none() {
+            return Err(mismatch(
+                "whose first customers.csv row starts after the month".to_owned(),
+            ));
+        }
+        known_customers.insert(call.customer_id.clone());
+    }
+    if !known_zones.contains(&call.zone) {
+        if !config
+            .tariffs
+            .zones
+            .contains_key(&ZoneId::new(call.zone.as_str()))
+        {
+            return Err(mismatch(format!(
+                "rated in zone `{}`, which tariffs.toml does not define",
+                call.zone
+            )));
+        }
+        known_zones.insert(call.zone.clone());
+    }
+    Ok(())
 }
 
-/// What a customer's job produced: the manifest entry and the report line.
+/// What a customer's job produced: the manifest entry, the files to put in place, the report.
 struct Done {
     entry: Option<CustomerEntry>,
+    publication: Option<output::Publication>,
     report: CustomerReport,
     duplicates: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bill_customer(
     config: &Config,
     month: BillingMonth,
@@ -469,6 +494,7 @@ fn bill_customer(
     customer_id: &str,
     mut calls: Vec<RatedCall>,
     previous: Option<&CustomerEntry>,
+    on_disk: u32,
     created: NaiveDate,
 ) -> Result<Done, BillError> {
     let duplicates = dedup(&mut calls);
@@ -477,48 +503,94 @@ fn bill_customer(
     let content = hex::encode(doc.content_digest());
     let connections = doc.itemised();
     let total = doc.total;
+    let report = |outcome| CustomerReport {
+        customer_id: customer_id.to_owned(),
+        outcome,
+        connections,
+        total,
+    };
+    let (pdf_name, csv_name) = (format!("{customer_id}.pdf"), format!("{customer_id}.csv"));
     if let Some(prev) = previous {
         if prev.content_sha256 == content && dir.join(&prev.file).is_file() {
-            return Ok(Done {
-                entry: None,
-                report: CustomerReport {
-                    customer_id: customer_id.to_owned(),
-                    outcome: Outcome::Unchanged {
+            let csv_there = prev
+                .csv_file
+                .as_ref()
+                .is_some_and(|f| dir.join(f).is_file());
+            if csv_there {
+                return Ok(Done {
+                    entry: None,
+                    publication: None,
+                    report: report(Outcome::Unchanged {
                         version: prev.version,
-                    },
-                    connections,
-                    total,
-                },
+                    }),
+                    duplicates,
+                });
+            }
+            // The same EVN, billed before CSVs existed (or its CSV was lost): add the CSV
+            // of that very version; the content is the same, so are the rows.
+            doc.header.version = prev.version;
+            let csv = render_csv(&doc);
+            let versioned = format!("{customer_id}.v{}.csv", prev.version);
+            let mut entry = prev.clone();
+            let sha = sha256_hex(&csv);
+            if let Some(v) = entry
+                .versions
+                .iter_mut()
+                .find(|v| v.version == prev.version)
+            {
+                v.csv_file = Some(versioned.clone());
+                v.csv_sha256 = Some(sha.clone());
+            }
+            entry.csv_file = Some(csv_name.clone());
+            entry.csv_sha256 = Some(sha);
+            return Ok(Done {
+                entry: Some(entry),
+                publication: Some(output::Publication {
+                    files: vec![output::stage(dir, &versioned, &csv)?],
+                    current: vec![(versioned, csv_name)],
+                }),
+                report: report(Outcome::Unchanged {
+                    version: prev.version,
+                }),
                 duplicates,
             });
         }
     }
-    let version = previous
-        .map_or(0, |p| p.version)
-        .max(highest_version_on_disk(dir, customer_id)?)
-        + 1;
+    let version = previous.map_or(0, |p| p.version).max(on_disk) + 1;
     doc.header.version = version;
     let pdf = render_pdf(&doc).map_err(|source| BillError::Render {
         customer_id: customer_id.to_owned(),
         source,
     })?;
-    let sha = sha256_hex(&pdf.bytes);
-    let versioned = format!("{customer_id}.v{version}.pdf");
-    let current = format!("{customer_id}.pdf");
-    // The numbered file first: the current copy then never points at an unrecorded version.
-    write_atomic(dir, &versioned, &pdf.bytes)?;
-    write_atomic(dir, &current, &pdf.bytes)?;
+    let csv = render_csv(&doc);
+    let (pdf_sha, csv_sha) = (sha256_hex(&pdf.bytes), sha256_hex(&csv));
+    let (pdf_v, csv_v) = (
+        format!("{customer_id}.v{version}.pdf"),
+        format!("{customer_id}.v{version}.csv"),
+    );
+    let publication = output::Publication {
+        files: vec![
+            output::stage(dir, &pdf_v, &pdf.bytes)?,
+            output::stage(dir, &csv_v, &csv)?,
+        ],
+        current: vec![
+            (pdf_v.clone(), pdf_name.clone()),
+            (csv_v.clone(), csv_name.clone()),
+        ],
+    };
     let mut versions = previous.map(|p| p.versions.clone()).unwrap_or_default();
     versions.push(VersionEntry {
         version,
-        file: versioned,
-        sha256: sha.clone(),
+        file: pdf_v,
+        sha256: pdf_sha.clone(),
         created: created.to_string(),
         connections,
         total: decimal_string(total, 4),
         config_version: config.version.clone(),
         counselling_version: config.counselling.version.clone(),
         content_sha256: content.clone(),
+        csv_file: Some(csv_v),
+        csv_sha256: Some(csv_sha.clone()),
     });
     Ok(Done {
         entry: Some(CustomerEntry {
@@ -526,22 +598,20 @@ fn bill_customer(
             billed_connections: doc.billed,
             total: decimal_string(total, 4),
             total_printed: decimal_string(format::cents(total), 2),
-            file: current,
-            sha256: sha,
+            file: pdf_name,
+            sha256: pdf_sha,
             version,
             pages: pdf.pages,
             content_sha256: content,
             versions,
+            csv_file: Some(csv_name),
+            csv_sha256: Some(csv_sha),
         }),
-        report: CustomerReport {
-            customer_id: customer_id.to_owned(),
-            outcome: Outcome::Written {
-                version,
-                pages: pdf.pages,
-            },
-            connections,
-            total,
-        },
+        publication: Some(publication),
+        report: report(Outcome::Written {
+            version,
+            pages: pdf.pages,
+        }),
         duplicates,
     })
 }
@@ -582,9 +652,27 @@ pub fn run(
     }
 
     // Every row is checked before anything is written: a bad file or a config mismatch
-    // leaves the output as it was.
-    let scan = scan(config, month, &files, &selected, opts.row_budget.max(1))?;
-    let evn_off: Vec<String> = scan
+    // leaves the output as it was (a spill folder, if the month was big, is removed again).
+    let out_existed = out.exists();
+    let mut holder = spill::Holder::new(
+        opts.row_budget,
+        month,
+        opts.spill_dir.as_deref().unwrap_or(out),
+    );
+    let scan = match scan(config, month, &files, &selected, &mut holder) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(holder);
+            if !out_existed {
+                // Only if empty: created for the spill folder, which is gone now.
+                std::fs::remove_dir(out).ok();
+            }
+            return Err(e);
+        }
+    };
+    let spilled = holder.spilled();
+    rss("after scan");
+    let mut evn_off: Vec<String> = scan
         .counts
         .keys()
         .filter(|id| {
@@ -594,6 +682,7 @@ pub fn run(
         })
         .cloned()
         .collect();
+    evn_off.sort();
 
     let dir = out.join(month.to_string());
     std::fs::create_dir_all(&dir).map_err(|e| BillError::io(&dir, e))?;
@@ -614,78 +703,65 @@ pub fn run(
             }
         }
     }
-
-    // Chunks of customers whose calls fit the budget together (one chunk if the scan kept all).
-    let mut chunks: Vec<BTreeSet<String>> = Vec::new();
-    let mut preloaded = scan.calls;
-    if preloaded.is_some() {
-        chunks.push(selected.clone());
-    } else {
-        let mut chunk = BTreeSet::new();
-        let mut rows = 0;
-        for id in &selected {
-            let n = scan.counts.get(id).copied().unwrap_or(0);
-            if !chunk.is_empty() && rows + n > opts.row_budget {
-                chunks.push(std::mem::take(&mut chunk));
-                rows = 0;
-            }
-            rows += n;
-            chunk.insert(id.clone());
-        }
-        if !chunk.is_empty() {
-            chunks.push(chunk);
-        }
-    }
+    let on_disk = versions_on_disk(&dir)?;
 
     let total = selected.len();
     let done_count = AtomicUsize::new(0);
     let mut results: Vec<Done> = Vec::with_capacity(total);
-    let mut failure = None;
-    for chunk in chunks {
-        let mut calls = match preloaded.take() {
-            Some(map) => map,
-            None => match load_chunk(&files, &chunk) {
-                Ok(map) => map,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            },
-        };
-        let jobs: Vec<(String, Vec<RatedCall>)> = chunk
-            .into_iter()
-            .map(|id| {
-                let c = calls.remove(&id).unwrap_or_default();
-                (id, c)
-            })
-            .collect();
-        let chunk_results: Vec<Result<Done, BillError>> = jobs
-            .into_par_iter()
-            .map(|(id, c)| {
-                let r = bill_customer(config, month, &dir, &id, c, history.get(&id), opts.created);
-                let n = done_count.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(p) = &opts.progress {
-                    p(n, total);
-                }
-                r
-            })
-            .collect();
-        for r in chunk_results {
-            match r {
-                Ok(d) => results.push(d),
-                Err(e) => {
-                    failure.get_or_insert(e);
+    let billed = holder.batches(&selected, &scan.counts, |batch| {
+        let mut batch = batch.into_iter();
+        loop {
+            let jobs: Vec<(String, Vec<RatedCall>)> = batch.by_ref().take(PUBLISH_BATCH).collect();
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            let outcomes: Vec<Result<Done, BillError>> = jobs
+                .into_par_iter()
+                .map(|(id, calls)| {
+                    let r = bill_customer(
+                        config,
+                        month,
+                        &dir,
+                        &id,
+                        calls,
+                        history.get(&id),
+                        on_disk.get(&id).copied().unwrap_or(0),
+                        opts.created,
+                    );
+                    let n = done_count.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Some(p) = &opts.progress {
+                        p(n, total);
+                    }
+                    r
+                })
+                .collect();
+            let mut done = Vec::with_capacity(outcomes.len());
+            let mut failure = None;
+            for o in outcomes {
+                match o {
+                    Ok(d) => done.push(d),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
                 }
             }
+            let publications: Vec<output::Publication> = done
+                .iter_mut()
+                .filter_map(|d| d.publication.take())
+                .collect();
+            if let Some(e) = failure {
+                // Nothing of a failed batch becomes visible; earlier batches stay published.
+                output::discard(publications);
+                return Err(e);
+            }
+            output::publish(&dir, publications)?;
+            results.extend(done);
         }
-        if failure.is_some() {
-            break;
-        }
-    }
-    evn_store::sync_dir(&dir)?;
+    });
 
-    // Record whatever was written, even when a later customer failed: a version file on disk
-    // is then always in the manifest.
+    rss("after batches");
+    // Record whatever was published, even when a later batch failed: a version file on
+    // disk is then always in the manifest.
     let mut customers: BTreeMap<String, CustomerEntry> = own
         .as_ref()
         .map(|m| m.customers.clone())
@@ -718,12 +794,11 @@ pub fn run(
             customers,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        write_atomic(&dir, &manifest_name, &json)?;
-        evn_store::sync_dir(&dir)?;
+        output::write_atomic(&dir, &manifest_name, &json)?;
+        output::sync_dir(&dir)?;
     }
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    rss("after manifest");
+    billed?;
 
     let duplicates = results.iter().map(|d| d.duplicates).sum();
     let mut reports: Vec<CustomerReport> = results.into_iter().map(|d| d.report).collect();
@@ -735,6 +810,7 @@ pub fn run(
         evn_off = evn_off.len(),
         rows = scan.rows_read,
         duplicates,
+        spilled,
         "billing run finished"
     );
     Ok(BillReport {
@@ -746,6 +822,7 @@ pub fn run(
         evn_off,
         rows_read: scan.rows_read,
         duplicates,
+        spilled,
     })
 }
 
@@ -788,10 +865,16 @@ pub fn merge_shard_manifests(out: &Path, month: BillingMonth) -> Result<PathBuf,
         detail: "no manifest or shard manifest to merge".to_owned(),
     })?;
     let json = serde_json::to_vec_pretty(&merged).expect("manifest serialises");
-    write_atomic(&dir, MANIFEST_FILE, &json)?;
-    evn_store::sync_dir(&dir)?;
+    output::write_atomic(&dir, MANIFEST_FILE, &json)?;
+    output::sync_dir(&dir)?;
     Ok(dir.join(MANIFEST_FILE))
 }
 
 #[cfg(test)]
 mod tests;
+
+fn rss(at: &str) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| s.lines().find(|l| l.starts_with(k)).unwrap_or("").to_owned();
+    eprintln!("{at}: {} {}", get("VmRSS"), get("VmHWM"));
+}

@@ -1,5 +1,10 @@
 //! `OUT/YYYY-MM/manifest.json`: what each billing run produced, per customer and version.
 //! A serialization boundary: these types exist only to be read and written as JSON.
+//!
+//! Compatibility: fields are only ever added, as optional ones, so a manifest written before
+//! them still reads (the CSV fields came with issue #11). Readers outside this crate (the
+//! portal) ignore fields they do not know; this crate refuses them, so that an older `evn`
+//! never rewrites a newer manifest and drops what it did not understand.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +55,12 @@ pub struct CustomerEntry {
     pub content_sha256: String,
     /// Every version ever issued, oldest first; the files stay on disk.
     pub versions: Vec<VersionEntry>,
+    /// The current version's CSV (issue #11): always `<customer_id>.csv`. Absent in
+    /// manifests from before CSV existed, until the customer's next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +77,11 @@ pub struct VersionEntry {
     pub config_version: String,
     pub counselling_version: String,
     pub content_sha256: String,
+    /// `<customer_id>.v<N>.csv`: the same rows as the version's PDF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_sha256: Option<String>,
 }
 
 impl Manifest {

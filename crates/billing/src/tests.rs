@@ -56,10 +56,39 @@ fn call(
     }
 }
 
+/// Writes `rows` as one Parquet file into the folder of their (first row's) billing month.
 fn write(data: &Path, name: &str, rows: &[StoredCall]) {
-    let dir = evn_store::month_dir(data, nov());
+    let month = rows.first().map_or(nov(), |r| r.call.billing_month);
+    write_in(data, month, name, rows);
+}
+
+fn write_in(data: &Path, month: BillingMonth, name: &str, rows: &[StoredCall]) {
+    let dir = evn_store::month_dir(data, month);
     std::fs::create_dir_all(&dir).unwrap();
     evn_store::write_file(&dir.join(name), rows, WriteOptions::default()).unwrap();
+}
+
+/// The CSV's rows (header checked, BOM stripped), parsed back with the csv crate.
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let bytes = std::fs::read(path).unwrap();
+    let body = bytes
+        .strip_prefix("\u{feff}".as_bytes())
+        .expect("UTF-8 byte order mark");
+    let mut r = csv::ReaderBuilder::new().delimiter(b';').from_reader(body);
+    assert_eq!(r.headers().unwrap(), evn_render::CSV_HEADER.as_slice());
+    r.records()
+        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// Every file name in a folder.
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    n.sort();
+    n
 }
 
 fn november() -> Vec<StoredCall> {
@@ -190,7 +219,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
 }
 
 #[test]
-fn evn_on_customers_get_pdfs_without_counselling_rows_and_reruns_change_nothing() {
+fn evn_on_customers_get_pdf_and_csv_without_counselling_rows_and_reruns_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
     write(&data, "a.parquet", &november());
@@ -237,7 +266,7 @@ fn evn_on_customers_get_pdfs_without_counselling_rows_and_reruns_change_nothing(
         assert!(!text.contains(hidden), "{hidden} leaked:\n{text}");
     }
     assert!(text.contains("Bäckerei Größler e.K."));
-    assert!(text.contains("+33123456789"));
+    assert!(text.contains("0033 123456789"));
     // c7 starts 1 Nov 00:00 in Berlin.
     assert!(text
         .lines()
@@ -246,11 +275,45 @@ fn evn_on_customers_get_pdfs_without_counselling_rows_and_reruns_change_nothing(
     assert!(text.contains("Nicht einzeln aufgeführte Verbindungen"));
     assert!(text.contains("1,10 €"), "{text}");
     let k1003 = pdf_text(&dir.join("K1003.pdf"));
-    assert!(k1003.contains("keine entgeltpflichtigen Verbindungen"));
+    assert!(k1003.contains("keine Verbindungen angefallen, die einzeln"));
     assert!(k1003.contains("Özdemir Logistik GmbH & Co. KG"));
     let k1001 = pdf_text(&dir.join("K1001.pdf"));
     assert!(k1001.contains("0176 12345xxx") && k1001.contains("gekürzt"));
     assert!(k1001.contains("(Festnetz national)"));
+
+    // Issue #11: a CSV next to every PDF, with exactly its rows.
+    let rows = csv_rows(&dir.join("K1002.csv"));
+    assert_eq!(
+        rows,
+        [
+            [
+                "1",
+                "089 123456",
+                "01.11.2026",
+                "00:00:00",
+                "0:02:05",
+                "0151 12345670",
+                "Mobilfunk",
+                "0,37"
+            ],
+            [
+                "2",
+                "089 123456",
+                "05.11.2026",
+                "11:00:00",
+                "0:02:05",
+                "0033 123456789",
+                "Ausland EU",
+                "0,60"
+            ],
+        ]
+    );
+    assert!(csv_rows(&dir.join("K1003.csv")).is_empty());
+    assert_eq!(csv_rows(&dir.join("K1001.csv"))[1][5], "0176 12345xxx");
+    assert_eq!(
+        std::fs::read(dir.join("K1002.csv")).unwrap(),
+        std::fs::read(dir.join("K1002.v1.csv")).unwrap()
+    );
 
     let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
     assert_eq!(m.customers.len(), 4);
@@ -262,6 +325,18 @@ fn evn_on_customers_get_pdfs_without_counselling_rows_and_reruns_change_nothing(
         e.sha256,
         sha256_hex(&std::fs::read(dir.join("K1002.pdf")).unwrap())
     );
+    assert_eq!(e.csv_file.as_deref(), Some("K1002.csv"));
+    assert_eq!(
+        e.csv_sha256.as_deref(),
+        Some(sha256_hex(&std::fs::read(dir.join("K1002.csv")).unwrap()).as_str())
+    );
+    assert_eq!(e.versions[0].csv_file.as_deref(), Some("K1002.v1.csv"));
+    // Nothing half-written or temporary is left behind.
+    assert!(
+        names(&dir).iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        names(&dir)
+    );
     assert_eq!(m.counselling_version, cfg.counselling.version);
 
     // Same data and config, another day: nothing new, not even the manifest.
@@ -271,7 +346,20 @@ fn evn_on_customers_get_pdfs_without_counselling_rows_and_reruns_change_nothing(
     assert_eq!(again.written(), 0);
     assert!(!again.manifest_written);
     assert_eq!(snapshot(&dir), before);
+}
 
+/// DOMAIN.md: late CDRs make a new, numbered version; what a customer may have downloaded
+/// (version 1, PDF and CSV) stays as it was, and the manifest lists both versions.
+#[test]
+fn late_cdr_makes_version_2_and_keeps_version_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    let cfg = config();
+    run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let dir = out.join("2026-11");
+    let before = snapshot(&dir);
+    let later = BillOptions::new(NaiveDate::from_ymd_opt(2027, 1, 5).unwrap());
     // A late CDR for K1002: version 2, version 1 kept, others untouched.
     write(
         &data,
@@ -318,10 +406,24 @@ fn evn_on_customers_get_pdfs_without_counselling_rows_and_reruns_change_nothing(
     );
     assert_eq!(e.versions[1].created, "2027-01-05");
     assert_eq!(m.customers["K1001"].version, 1);
+    assert_eq!(
+        std::fs::read(dir.join("K1002.v1.csv")).unwrap(),
+        before[&dir.join("K1002.v1.csv")].0
+    );
+    assert_eq!(csv_rows(&dir.join("K1002.v1.csv")).len(), 2);
+    assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 3);
+    assert_eq!(e.versions[1].csv_file.as_deref(), Some("K1002.v2.csv"));
+    // Untouched customers keep their files byte for byte (same inode and time, even).
+    assert_eq!(
+        snapshot(&dir)[&dir.join("K1001.pdf")],
+        before[&dir.join("K1001.pdf")]
+    );
 }
 
+/// Memory bound: with a row budget of 2 the month is spilled to disk and billed bucket by
+/// bucket; the EVNs are byte-identical to the in-memory run's, as are shards'.
 #[test]
-fn chunked_and_sharded_runs_give_the_same_evns() {
+fn spilled_and_sharded_runs_give_the_same_evns() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     write(&data, "a.parquet", &november());
@@ -334,9 +436,14 @@ fn chunked_and_sharded_runs_give_the_same_evns() {
         &BillOptions::new(created()),
     )
     .unwrap();
+    assert!(!whole.spilled);
     let mut small = BillOptions::new(created());
     small.row_budget = 2;
-    run(&cfg, &data, nov(), &tmp.path().join("chunked"), &small).unwrap();
+    let spilled = run(&cfg, &data, nov(), &tmp.path().join("chunked"), &small).unwrap();
+    assert!(spilled.spilled);
+    assert_eq!(spilled.duplicates, whole.duplicates);
+    // The spill folder is gone: only the month folder is left.
+    assert_eq!(names(&tmp.path().join("chunked")), ["2026-11"]);
     for s in 0..3 {
         let mut o = BillOptions::new(created());
         o.shard = Some(format!("{s}/3").parse().unwrap());
@@ -349,6 +456,11 @@ fn chunked_and_sharded_runs_give_the_same_evns() {
         assert_eq!(
             a,
             std::fs::read(tmp.path().join("chunked").join(&name)).unwrap()
+        );
+        let csv = format!("2026-11/{}.csv", c.customer_id);
+        assert_eq!(
+            std::fs::read(tmp.path().join("whole").join(&csv)).unwrap(),
+            std::fs::read(tmp.path().join("chunked").join(&csv)).unwrap()
         );
         assert_eq!(
             a,
@@ -368,58 +480,456 @@ fn chunked_and_sharded_runs_give_the_same_evns() {
 }
 
 #[test]
-fn bad_input_is_a_clear_error_and_writes_nothing() {
+fn month_without_data_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
-    let cfg = config();
-    let opts = BillOptions::new(created());
-
-    let e = run(&cfg, &data, nov(), &out, &opts).unwrap_err();
+    let e = run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap_err();
     assert!(matches!(e, BillError::NoData { .. }), "{e}");
     assert!(e.to_string().contains("billing_month=2026-11"), "{e}");
+    assert!(e.to_string().contains("run ingest first"), "{e}");
+    assert_eq!(e.exit_code(), 1);
+    assert!(!out.exists());
+}
 
-    let mut rows = november();
-    rows.push(call(
-        "x1",
-        "K9999",
-        "2026-11-09T10:00:00Z",
+/// Data the configuration cannot bill (an unknown customer, a zone tariffs.toml lacks) is a
+/// configuration error (exit 2), found before anything is written, also when the month is
+/// big enough to be spilled.
+#[test]
+fn config_not_matching_the_data_is_exit_2_and_writes_nothing() {
+    let cfg = config();
+    for (bad, expected) in [
+        (
+            call(
+                "x1",
+                "K9999",
+                "2026-11-09T10:00:00Z",
+                "+4915112345678",
+                "mobile",
+                "0.3728",
+                false,
+            ),
+            "K9999",
+        ),
+        (
+            call(
+                "x2",
+                "K1002",
+                "2026-11-09T10:00:00Z",
+                "+8816123456",
+                "satellite",
+                "9.9000",
+                false,
+            ),
+            "zone `satellite`",
+        ),
+    ] {
+        for budget in [DEFAULT_ROW_BUDGET, 1] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+            write(&data, "a.parquet", &november());
+            write(&data, "b.parquet", std::slice::from_ref(&bad));
+            let mut opts = BillOptions::new(created());
+            opts.row_budget = budget;
+            let e = run(&cfg, &data, nov(), &out, &opts).unwrap_err();
+            assert!(matches!(&e, BillError::ConfigMismatch { .. }), "{e}");
+            assert!(e.to_string().contains(expected), "{e}");
+            assert!(e.to_string().contains("b.parquet"), "{e}");
+            assert_eq!(e.exit_code(), 2);
+            assert!(!out.exists(), "nothing written on a config mismatch");
+        }
+    }
+}
+
+/// A missing (dangling), corrupt or truncated Parquet file: a runtime error naming the file,
+/// and neither new files nor changes to an earlier run's output.
+#[test]
+fn missing_or_corrupt_parquet_is_an_error_and_changes_nothing() {
+    let cfg = config();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write(&data, "a.parquet", &november());
+    let dir = evn_store::month_dir(&data, nov());
+    let good = std::fs::read(dir.join("a.parquet")).unwrap();
+
+    let fresh = tmp.path().join("fresh");
+    let billed = tmp.path().join("billed");
+    run(&cfg, &data, nov(), &billed, &BillOptions::new(created())).unwrap();
+    let before = snapshot(&billed.join("2026-11"));
+
+    type Breakage = fn(&Path, &[u8]);
+    let breakages: [(&str, Breakage); 3] = [
+        ("garbage", |p, _| std::fs::write(p, b"not parquet").unwrap()),
+        ("truncated", |p, good| {
+            std::fs::write(p, &good[..good.len() / 2]).unwrap()
+        }),
+        ("missing", |p, _| {
+            std::os::unix::fs::symlink("gone.parquet", p).unwrap();
+        }),
+    ];
+    for (what, breakage) in breakages {
+        let bad = dir.join("b.parquet");
+        breakage(&bad, &good);
+        for budget in [DEFAULT_ROW_BUDGET, 1] {
+            let mut opts = BillOptions::new(NaiveDate::from_ymd_opt(2027, 1, 5).unwrap());
+            opts.row_budget = budget;
+            let e = run(&cfg, &data, nov(), &fresh, &opts).unwrap_err();
+            assert!(e.to_string().contains("b.parquet"), "{what}: {e}");
+            assert_eq!(e.exit_code(), 1, "{what}");
+            assert!(!fresh.exists(), "{what}: nothing written");
+            run(&cfg, &data, nov(), &billed, &opts).unwrap_err();
+            assert_eq!(snapshot(&billed.join("2026-11")), before, "{what}");
+            assert_eq!(names(&billed), ["2026-11"], "{what}: no spill folder left");
+        }
+        std::fs::remove_file(&bad).unwrap();
+    }
+}
+
+/// A row whose Berlin start is in another month than its folder (moved by hand, or damaged
+/// data) stops the run: it would otherwise be billed in the wrong month.
+#[test]
+fn row_in_the_wrong_month_folder_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    // 31 October 23:59:59 in Berlin: October, stored under November.
+    let october = call(
+        "x3",
+        "K1002",
+        "2026-10-31T22:59:59Z",
         "+4915112345678",
         "mobile",
         "0.3728",
         false,
-    ));
-    write(&data, "a.parquet", &rows);
-    let e = run(&cfg, &data, nov(), &out, &opts).unwrap_err();
+    );
+    write_in(&data, nov(), "b.parquet", &[october]);
+    let e = run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap_err();
     assert!(
-        matches!(&e, BillError::ConfigMismatch { customer_id, .. } if customer_id == "K9999"),
+        matches!(&e, BillError::MisplacedRow { row_month, .. } if row_month.to_string() == "2026-10"),
         "{e}"
     );
-    assert_eq!(e.exit_code(), 2);
-    assert!(!out.exists(), "nothing written on a config mismatch");
-
-    write(&data, "a.parquet", &november());
-    std::fs::write(
-        evn_store::month_dir(&data, nov()).join("b.parquet"),
-        b"not parquet",
-    )
-    .unwrap();
-    let e = run(&cfg, &data, nov(), &out, &opts).unwrap_err();
-    assert!(e.to_string().contains("b.parquet"), "{e}");
+    assert!(e.to_string().contains("fra1/x3"), "{e}");
     assert_eq!(e.exit_code(), 1);
     assert!(!out.exists());
+}
 
-    let mut o = opts.clone();
+#[test]
+fn customer_and_shard_arguments_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    let mut o = BillOptions::new(created());
     o.customer = Some("K0000".into());
-    assert!(matches!(
-        run(&cfg, &data, nov(), &out, &o),
-        Err(BillError::NoSuchCustomer { .. })
-    ));
+    let e = run(&config(), &data, nov(), &out, &o).unwrap_err();
+    assert!(matches!(e, BillError::NoSuchCustomer { .. }), "{e}");
+    assert_eq!(e.exit_code(), 2);
+    assert!(!out.exists());
     assert!("3/3".parse::<Shard>().is_err());
     assert!("1/0".parse::<Shard>().is_err());
+    assert_eq!("1/0".parse::<Shard>().unwrap_err().exit_code(), 2);
     assert_eq!(
         "1/4".parse::<Shard>().unwrap(),
         Shard { index: 1, count: 4 }
     );
+}
+
+/// Month boundary and DST: each call lands in the EVN of its Berlin month, at its Berlin
+/// wall-clock time, in UTC order (the repeated autumn hour prints 02:30:00 twice).
+#[test]
+fn month_boundary_and_dst_calls_are_in_the_right_evn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let oct: BillingMonth = "2026-10".parse().unwrap();
+    let rows = |ids: &[(&str, &str)]| -> Vec<StoredCall> {
+        ids.iter()
+            .map(|(id, t)| call(id, "K1002", t, "+4915112345678", "mobile", "0.1000", false))
+            .collect()
+    };
+    // October in Berlin: the two 02:30 of 25 October (CEST, then CET), and 31 October
+    // 23:59:59 CET.
+    let october = rows(&[
+        ("d1", "2026-10-25T01:30:00Z"),
+        ("d2", "2026-10-25T00:30:00Z"),
+        ("d3", "2026-10-31T22:59:59Z"),
+    ]);
+    // November in Berlin: 1 November 00:00:00 and 30 November 23:59:59.
+    let november = rows(&[
+        ("n1", "2026-10-31T23:00:00Z"),
+        ("n2", "2026-11-30T22:59:59Z"),
+    ]);
+    for r in october.iter().chain(&november) {
+        assert_eq!(r.call.billing_month, BillingMonth::of(r.call.start_time));
+    }
+    write(&data, "oct.parquet", &october);
+    write(&data, "nov.parquet", &november);
+    let cfg = config();
+    for month in [oct, nov()] {
+        run(&cfg, &data, month, &out, &BillOptions::new(created())).unwrap();
+    }
+    let rows_of = |month: &str| -> Vec<(String, String)> {
+        csv_rows(&out.join(month).join("K1002.csv"))
+            .into_iter()
+            .map(|r| (r[2].clone(), r[3].clone()))
+            .collect()
+    };
+    let pair = |d: &str, t: &str| (d.to_owned(), t.to_owned());
+    assert_eq!(
+        rows_of("2026-10"),
+        [
+            pair("25.10.2026", "02:30:00"),
+            pair("25.10.2026", "02:30:00"),
+            pair("31.10.2026", "23:59:59"),
+        ]
+    );
+    assert_eq!(
+        rows_of("2026-11"),
+        [
+            pair("01.11.2026", "00:00:00"),
+            pair("30.11.2026", "23:59:59")
+        ]
+    );
+    let text = pdf_text(&out.join("2026-10/K1002.pdf"));
+    assert!(
+        text.contains("Abrechnungszeitraum 01.10.2026 – 31.10.2026"),
+        "{text}"
+    );
+    assert!(!text.contains("01.11.2026 "), "{text}");
+    let text = pdf_text(&out.join("2026-11/K1002.pdf"));
+    assert!(!text.contains("31.10.2026"), "{text}");
+}
+
+/// Counselling calls are absent from the PDF and the CSV in whatever notation they were
+/// stored (E.164, national short code, shortened either way; flagged at ingest or only
+/// known to today's list), and their charges are in the total.
+#[test]
+fn counselling_rows_are_absent_in_every_notation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let hidden = [
+        ("h1", "+498001110111", true),
+        ("h2", "+498001110222", false),
+        ("h3", "116123", false),
+        ("h4", "116xxx", false),
+        ("h5", "+498001110xxx", false),
+        ("h6", "+49301234567", false),
+        ("h7", "+49301234xxx", false),
+        ("h8", "116111", false),
+        ("h9", "+498001110550", false),
+    ];
+    let mut rows: Vec<StoredCall> = hidden
+        .iter()
+        .enumerate()
+        .map(|(i, (id, number, flagged))| {
+            let t = format!("2026-11-{:02}T10:00:00Z", i + 2);
+            call(id, "K1002", &t, number, "landline", "0.1000", *flagged)
+        })
+        .collect();
+    rows.push(call(
+        "v1",
+        "K1002",
+        "2026-11-20T10:00:00Z",
+        "+4915112345678",
+        "mobile",
+        "0.2500",
+        false,
+    ));
+    write(&data, "a.parquet", &rows);
+    run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let dir = out.join("2026-11");
+    let text: String = pdf_text(&dir.join("K1002.pdf"))
+        .lines()
+        .filter(|l| !l.contains("Tel. 030 1234567-0"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let csv = String::from_utf8(std::fs::read(dir.join("K1002.csv")).unwrap()).unwrap();
+    for needle in [
+        "0800 1110",
+        "08001110",
+        "+49800",
+        "116",
+        "030 1234",
+        "0301234",
+        "+4930",
+        "02.11.",
+        "03.11.",
+        "04.11.",
+        "05.11.",
+        "06.11.",
+        "07.11.",
+        "08.11.",
+        "09.11.",
+        "10.11.",
+    ] {
+        assert!(
+            !text.contains(needle),
+            "{needle} leaked into the PDF:\n{text}"
+        );
+        assert!(
+            !csv.contains(needle),
+            "{needle} leaked into the CSV:\n{csv}"
+        );
+    }
+    assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 1);
+    // 9 × 0,10 € hidden + 0,25 € shown.
+    assert!(text.contains("1,15 €"), "{text}");
+    let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
+    let e = &m.customers["K1002"];
+    assert_eq!((e.connections, e.billed_connections), (1, 10));
+    assert_eq!(e.total, "1.1500");
+}
+
+/// K1003's plan covers landline and mobile: nothing of it is stored, yet its EVN is on, so it
+/// gets an EVN (PDF and an empty CSV) saying there is nothing to itemise, and why.
+#[test]
+fn all_flatrate_customer_gets_an_evn_that_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    let report = run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let k = report
+        .customers
+        .iter()
+        .find(|c| c.customer_id == "K1003")
+        .unwrap();
+    assert_eq!((k.connections, k.total), (0, Decimal::ZERO));
+    let text = pdf_text(&out.join("2026-11/K1003.pdf"));
+    assert!(
+        text.contains("keine Verbindungen angefallen, die einzeln"),
+        "{text}"
+    );
+    assert!(text.contains("Pauschaltarif (Flatrate)"), "{text}");
+    assert!(text.contains("(Festnetz national, Mobilfunk)"), "{text}");
+    assert!(text.contains("Özdemir Logistik GmbH & Co. KG"));
+    assert!(csv_rows(&out.join("2026-11/K1003.csv")).is_empty());
+}
+
+/// K1004's EVN is off: its calls are read (and checked) but it gets no file and no manifest
+/// entry; the report counts it.
+#[test]
+fn evn_off_customer_gets_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    let report = run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    assert_eq!(report.evn_off, ["K1004"]);
+    assert!(names(&out.join("2026-11"))
+        .iter()
+        .all(|n| !n.starts_with("K1004")));
+    let m = Manifest::read(&out.join("2026-11").join(MANIFEST_FILE))
+        .unwrap()
+        .unwrap();
+    assert!(!m.customers.contains_key("K1004"));
+    // Asked for by name, still nothing.
+    let mut one = BillOptions::new(created());
+    one.customer = Some("K1004".into());
+    let r = run(&config(), &data, nov(), &tmp.path().join("one"), &one).unwrap();
+    assert!(r.customers.is_empty());
+    assert_eq!(r.evn_off, ["K1004"]);
+}
+
+/// A customer with 5,000 connections (spilled, too): every row in the PDF once, in order,
+/// 80+ pages numbered "Seite x von y", the total on the last page; the CSV has every row.
+#[test]
+fn five_thousand_row_customer_renders_completely() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let rows: Vec<StoredCall> = (0..5000)
+        .map(|i| {
+            let t = DateTime::from_timestamp(1_793_487_600 + i * 500, 0).unwrap();
+            let mut c = call(
+                &format!("r{i:05}"),
+                "K1002",
+                &t.to_rfc3339(),
+                &format!("+49151{:08}", 10_000_000 + i * 7),
+                "mobile",
+                "0.0001",
+                false,
+            );
+            c.call.charge_eur = Decimal::new(1000 + i, 4);
+            c
+        })
+        .collect();
+    write(&data, "a.parquet", &rows);
+    let mut opts = BillOptions::new(created());
+    opts.customer = Some("K1002".into());
+    opts.row_budget = 1000;
+    let report = run(&config(), &data, nov(), &out, &opts).unwrap();
+    assert!(report.spilled);
+    let Outcome::Written { pages, .. } = report.customers[0].outcome else {
+        panic!("{:?}", report.customers[0].outcome)
+    };
+    assert!(pages > 80, "{pages}");
+    let text = pdf_text(&out.join("2026-11/K1002.pdf"));
+    let page_texts: Vec<&str> = text
+        .split('\u{c}')
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    assert_eq!(page_texts.len(), pages);
+    for (i, p) in page_texts.iter().enumerate() {
+        assert!(p.contains(&format!("Seite {} von {pages}", i + 1)));
+    }
+    let numbers: Vec<usize> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let nr = w.next()?.parse().ok()?;
+            w.next().filter(|d| d.ends_with(".2026")).map(|_| nr)
+        })
+        .collect();
+    assert_eq!(numbers, (1..=5000).collect::<Vec<_>>());
+    // 5000 × 0,1000 € + 0,0001 € × (0 + … + 4999) = 500 + 1.249,75
+    let total: Decimal = rows.iter().map(|r| r.call.charge_eur).sum();
+    assert_eq!(total, Decimal::new(1_749_7500, 4));
+    let last = page_texts.last().unwrap();
+    assert!(
+        last.lines().any(|l| l.contains("Gesamtsumme (netto)")
+            && l.contains(" 5000 ")
+            && l.trim_end().ends_with("1.749,75 €")),
+        "{last}"
+    );
+    let csv = csv_rows(&out.join("2026-11/K1002.csv"));
+    assert_eq!(csv.len(), 5000);
+    assert_eq!(csv[4999][0], "5000");
+}
+
+/// A manifest from before CSVs existed: the re-run adds the CSV of the current version
+/// without making a new version of an unchanged EVN.
+#[test]
+fn manifest_from_before_csv_gets_csvs_without_a_new_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    let cfg = config();
+    run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let dir = out.join("2026-11");
+    // Make it look like an older run: no CSV fields, no CSV files.
+    let path = dir.join(MANIFEST_FILE);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for (_, c) in json["customers"].as_object_mut().unwrap() {
+        let c = c.as_object_mut().unwrap();
+        c.remove("csv_file");
+        c.remove("csv_sha256");
+        for v in c["versions"].as_array_mut().unwrap() {
+            v.as_object_mut().unwrap().remove("csv_file");
+            v.as_object_mut().unwrap().remove("csv_sha256");
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    for n in names(&dir).iter().filter(|n| n.ends_with(".csv")) {
+        std::fs::remove_file(dir.join(n)).unwrap();
+    }
+    let old = Manifest::read(&path).unwrap().unwrap();
+    assert!(old.customers["K1002"].csv_file.is_none());
+
+    let r = run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    assert_eq!(r.written(), 0);
+    assert!(r.manifest_written);
+    let m = Manifest::read(&path).unwrap().unwrap();
+    let e = &m.customers["K1002"];
+    assert_eq!(e.version, 1);
+    assert_eq!(e.versions[0].csv_file.as_deref(), Some("K1002.v1.csv"));
+    assert_eq!(csv_rows(&dir.join("K1002.v1.csv")).len(), 2);
+    assert!(dir.join("K1002.csv").is_file());
 }
 
 #[test]
@@ -457,4 +967,57 @@ fn dedup_keeps_the_first_by_start_time() {
         .map(|c| (c.cdr_id.as_str(), c.charge_eur.to_string()))
         .collect();
     assert_eq!(kept, [("a", "2".to_owned()), ("b", "3".to_owned())]);
+}
+
+proptest::proptest! {
+    /// For any month of one customer's calls (any charges, several lines, counselling numbers
+    /// in any notation, duplicates that reached storage): every call is billed once, no
+    /// counselling number is a row, the rows add up to the line subtotals, and the subtotals
+    /// plus the not-itemised line to the total.
+    #[test]
+    fn any_month_bills_each_call_once_and_adds_up(
+        calls in proptest::collection::vec((0usize..8, 0i64..2_000_000, 0u8..3), 0..50),
+        dups in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..10),
+    ) {
+        const NUMBERS: [&str; 8] = [
+            "+4915112345678", "+33123456789", "+498001110111", "116123",
+            "116xxx", "+49301234xxx", "+4917612345xxx", "110",
+        ];
+        let cfg = config();
+        let mut rated: Vec<RatedCall> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, &(number, charge, line))| {
+                let t = DateTime::from_timestamp(1_793_600_000 + i as i64 * 3_600, 0).unwrap();
+                let mut c = call(&format!("p{i}"), "K1002", &t.to_rfc3339(), NUMBERS[number], "mobile", "0", false).call;
+                c.charge_eur = Decimal::new(charge, 4);
+                c.calling_number = format!("+4989123456{line}");
+                c
+            })
+            .collect();
+        let total: Decimal = rated.iter().map(|c| c.charge_eur).sum();
+        let unique = rated.len();
+        if unique > 0 {
+            for d in &dups {
+                rated.push(rated[d.index(unique)].clone());
+            }
+        }
+        let dropped = dedup(&mut rated);
+        proptest::prop_assert_eq!(rated.len(), unique);
+        proptest::prop_assert_eq!(dropped, if unique > 0 { dups.len() } else { 0 });
+        let doc = build_document(&cfg, nov(), "K1002", rated, created()).unwrap();
+        proptest::prop_assert_eq!(doc.total, total);
+        proptest::prop_assert_eq!(doc.billed, unique);
+        let mut subtotals = Decimal::ZERO;
+        for g in &doc.groups {
+            let rows: Decimal = g.rows.iter().map(|r| r.charge).sum();
+            proptest::prop_assert_eq!(rows, g.subtotal);
+            subtotals += g.subtotal;
+            for r in &g.rows {
+                proptest::prop_assert!(!cfg.counselling.contains(&r.called_number), "{}", r.called_number);
+            }
+        }
+        proptest::prop_assert_eq!(subtotals + doc.not_itemised.amount, doc.total);
+        proptest::prop_assert_eq!(doc.itemised() + doc.not_itemised.count, doc.billed);
+    }
 }

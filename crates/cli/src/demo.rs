@@ -72,5 +72,36 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
         );
     }
     drop(broker);
+    if let Some(first) = report.customers.first() {
+        print_portal_commands(&out, &first.customer_id);
+    }
     Ok(())
+}
+
+/// Step 5 is the reader's: the exact commands that serve the EVNs just rendered and fetch one.
+/// Not started here, so the demo still ends on its own.
+fn print_portal_commands(out: &Path, customer: &str) {
+    let evn = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "evn".to_owned());
+    // A fresh random secret to paste into both terminals (tokens are signed with it).
+    let secret = (|| {
+        use std::io::Read;
+        let mut b = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .ok()?
+            .read_exact(&mut b)
+            .ok()?;
+        Some(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    })()
+    .unwrap_or_else(|| "$(openssl rand -hex 32)".to_owned());
+    println!("5. download an EVN through the portal (two terminals, the same secret in both):");
+    println!("   export EVN_PORTAL_SECRET={secret}");
+    println!(
+        "   {evn} serve --evn {} --listen 127.0.0.1:8080",
+        out.display()
+    );
+    println!(
+        "   curl -fOJ -H \"Authorization: Bearer $({evn} token --customer {customer})\" \\\n     http://127.0.0.1:8080/customers/{customer}/evn/{MONTH}.pdf"
+    );
 }

@@ -3,6 +3,8 @@
 //! configuration error.
 
 mod demo;
+mod privacy;
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,7 +78,8 @@ enum Command {
         /// Extra librdkafka setting KEY=VALUE for a real cluster (repeatable), e.g. security.protocol=SSL.
         #[arg(long = "kafka-option", value_parser = parse_kv)]
         kafka_options: Vec<(String, String)>,
-        /// Prometheus metrics listen address (not yet available: accepted and ignored).
+        /// Serve Prometheus metrics (`/metrics`), liveness (`/healthz`) and readiness (`/readyz`)
+        /// on this address.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
@@ -96,55 +99,17 @@ enum Command {
         #[arg(long)]
         shard: Option<evn_billing::Shard>,
     },
-    /// Portal download service (not yet available).
-    Serve {
-        #[arg(long)]
-        evn: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        #[arg(long)]
-        tls_cert: Option<PathBuf>,
-        #[arg(long)]
-        tls_key: Option<PathBuf>,
-    },
-    /// Mint a portal token (not yet available).
-    Token {
-        #[arg(long)]
-        customer: String,
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-    },
-    /// Delete data past its retention period (not yet available).
-    Retention {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        evn: PathBuf,
-        #[arg(long)]
-        today: Option<String>,
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// A customer's stored traffic data to stdout (not yet available).
-    Export {
-        #[arg(long)]
-        customer: String,
-        #[arg(long)]
-        data: PathBuf,
-    },
-    /// Remove a former customer's data (not yet available).
-    Erase {
-        #[arg(long)]
-        customer: String,
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        evn: PathBuf,
-    },
+    /// Portal download service: customers fetch their own EVNs (HS256 key: EVN_PORTAL_SECRET).
+    Serve(serve::ServeArgs),
+    /// Mint a portal token signed with EVN_PORTAL_SECRET; prints only the token.
+    Token(serve::TokenArgs),
+    /// Delete traffic data and EVNs of months billed more than six months ago (legal holds
+    /// in CONFIG/legal-holds.csv excepted) and stale staging files.
+    Retention(privacy::RetentionArgs),
+    /// A customer's stored traffic data of all kept months to stdout (GDPR Art. 15).
+    Export(privacy::ExportArgs),
+    /// Remove a former customer's traffic data and EVNs, where the law allows it.
+    Erase(privacy::EraseArgs),
     /// The whole pipeline on the embedded default: broker, produce, ingest, bill.
     Demo {
         #[arg(long, default_value = "evn-demo")]
@@ -193,6 +158,25 @@ fn usage(error: impl Into<anyhow::Error>) -> Failure {
 
 pub(crate) fn load_config(dir: &Path) -> Result<Config, Failure> {
     Config::load(dir).map_err(|e| usage(anyhow::anyhow!("configuration error: {e}")))
+}
+
+/// The data keys named by `EVN_DATA_KEY_FILE` (INTERFACES §4), or None with a warning: running
+/// without encryption at rest is allowed (development) but never silent.
+pub(crate) fn data_keys() -> Result<Option<Arc<evn_keys::Keyring>>, Failure> {
+    match std::env::var_os("EVN_DATA_KEY_FILE") {
+        Some(path) if !path.is_empty() => {
+            let keys = evn_keys::Keyring::load(Path::new(&path))
+                .map_err(|e| usage(anyhow::anyhow!("EVN_DATA_KEY_FILE: {e}")))?;
+            tracing::info!(key_id = keys.current().id(), "encryption at rest on");
+            Ok(Some(Arc::new(keys)))
+        }
+        _ => {
+            tracing::warn!(
+                "EVN_DATA_KEY_FILE is not set: traffic data and EVNs are stored UNENCRYPTED"
+            );
+            Ok(None)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -296,10 +280,27 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             metrics_listen,
         } => {
             let cfg = Arc::new(load_config(&config)?);
-            if metrics_listen.is_some() {
-                tracing::warn!("--metrics-listen is not yet available; no metrics are served");
-            }
             let mut opts = evn_ingest::IngestOptions::new(&brokers, topics, &group, data);
+            opts.keys = data_keys()?;
+            if let Some(addr) = metrics_listen {
+                let mut registry = evn_metrics::prometheus_client::registry::Registry::default();
+                opts.metrics.register(&mut registry);
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+                let bound = listener.local_addr().context("metrics listener address")?;
+                tracing::info!(%bound, "metrics, /healthz and /readyz served");
+                eprintln!("evn ingest metrics on http://{bound}/metrics");
+                let health = Arc::clone(&opts.health);
+                tokio::spawn(async move {
+                    let forever = std::future::pending::<()>();
+                    if let Err(e) =
+                        evn_metrics::serve(listener, Arc::new(registry), health, forever).await
+                    {
+                        tracing::error!(error = %e, "metrics endpoint failed");
+                    }
+                });
+            }
             opts.dlq_topic = dlq_topic;
             opts.exit_when_idle = exit_when_idle.map(Duration::from_secs_f64);
             opts.flush_interval = Duration::from_secs(flush_interval_secs.max(1));
@@ -321,27 +322,43 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let mut opts = evn_billing::BillOptions::new(chrono::Local::now().date_naive());
             opts.customer = customer;
             opts.shard = shard;
-            let report =
-                tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts))
-                    .map_err(|e| {
-                    let code = e.exit_code() as u8;
-                    Failure {
-                        code,
-                        error: anyhow::anyhow!("billing run failed: {e}"),
-                    }
-                })?;
+            // A progress bar for a person at a terminal only; logs and pipes get the summary.
+            let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+                indicatif::ProgressBar::new(0).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} EVNs {pos}/{len} [{bar:30}] {per_sec}, {eta} left",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                )
+            });
+            if let Some(bar) = bar.clone() {
+                opts.progress = Some(Arc::new(move |_done, total| {
+                    bar.set_length(total as u64);
+                    bar.inc(1);
+                }));
+            }
+            let result =
+                tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts));
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            let report = result.map_err(|e| {
+                let code = e.exit_code() as u8;
+                Failure {
+                    code,
+                    error: anyhow::anyhow!("billing run failed: {e}"),
+                }
+            })?;
             print_bill_report(&report);
             Ok(())
         }
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Serve { .. }
-        | Command::Token { .. }
-        | Command::Retention { .. }
-        | Command::Export { .. }
-        | Command::Erase { .. } => Err(Failure {
-            code: 1,
-            error: anyhow::anyhow!("not yet available in this version"),
-        }),
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Token(args) => serve::token(args),
+        Command::Retention(args) => privacy::retention(args),
+        Command::Export(args) => privacy::export(args),
+        Command::Erase(args) => privacy::erase(args),
     }
 }
 

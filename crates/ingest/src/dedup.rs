@@ -6,9 +6,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use evn_rating::BillingMonth;
-use evn_store::StoreError;
+use evn_store::{Keyring, StoreError};
 
 pub fn key(switch_id: &str, cdr_id: &str) -> u128 {
     // The separator byte cannot occur in either id (control characters are rejected).
@@ -22,9 +23,18 @@ pub fn key(switch_id: &str, cdr_id: &str) -> u128 {
 #[derive(Default)]
 pub struct Dedup {
     months: HashMap<BillingMonth, HashSet<u128>>,
+    /// To read months stored encrypted.
+    keys: Option<Arc<Keyring>>,
 }
 
 impl Dedup {
+    pub fn new(keys: Option<Arc<Keyring>>) -> Self {
+        Dedup {
+            months: HashMap::new(),
+            keys,
+        }
+    }
+
     /// Inserts the key; false if the call is already stored or buffered.
     pub fn insert(
         &mut self,
@@ -35,7 +45,7 @@ impl Dedup {
         if !self.months.contains_key(&month) {
             let mut set = HashSet::new();
             for file in evn_store::list_month_files(data, month)? {
-                evn_store::read_file(&file, &mut |c| {
+                evn_store::read_file_with(&file, self.keys.as_ref(), &mut |c| {
                     set.insert(self::key(&c.call.switch_id, &c.call.cdr_id));
                 })?;
             }

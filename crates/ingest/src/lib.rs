@@ -7,8 +7,10 @@
 //! rebalance never store a call twice. See ARCHITECTURE.md, "Exactly once".
 
 mod dedup;
+mod metrics;
 mod pipeline;
 mod summary;
 
 pub use pipeline::{run, IngestError, IngestOptions};
+pub use metrics::Metrics;
 pub use summary::Summary;

@@ -10,14 +10,16 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, Stream
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use evn_config::Config;
+use evn_metrics::Health;
 use evn_rating::{classify, BillingMonth, Outcome};
-use evn_store::{CommitLog, StoreError, StoredCall, WriteOptions};
+use evn_store::{CommitLog, Keyring, StoreError, StoredCall, WriteOptions};
 
 use crate::dedup::{self, Dedup};
-use crate::Summary;
+use crate::{Metrics, Summary};
 
 /// Data becomes visible at the latest this long after it arrived (INTERFACES: default 60 s).
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
@@ -43,6 +45,12 @@ pub struct IngestOptions {
     pub max_buffered_rows: usize,
     /// Extra librdkafka settings (`security.protocol`, `sasl.*` …) for a real cluster.
     pub kafka_options: Vec<(String, String)>,
+    /// Encrypt what is written (and read what was) with these data keys.
+    pub keys: Option<Arc<Keyring>>,
+    /// Counted whether or not anyone registers them.
+    pub metrics: Metrics,
+    /// Beaten by the loop; ready while the broker answers.
+    pub health: Arc<Health>,
 }
 
 impl IngestOptions {
@@ -59,6 +67,9 @@ impl IngestOptions {
             max_open_months: DEFAULT_MAX_OPEN_MONTHS,
             max_buffered_rows: DEFAULT_MAX_BUFFERED_ROWS,
             kafka_options: Vec::new(),
+            keys: None,
+            metrics: Metrics::default(),
+            health: Arc::new(Health::default()),
         }
     }
 }
@@ -82,6 +93,7 @@ enum Event {
 
 struct Ctx {
     events: Mutex<Vec<Event>>,
+    health: Arc<Health>,
 }
 
 fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
@@ -91,7 +103,16 @@ fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
         .collect()
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            // librdkafka keeps reconnecting by itself; the loop flips readiness back once the
+            // broker answers again.
+            self.health.set_ready(false);
+        }
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
 
 impl ConsumerContext for Ctx {
     // Runs inside `recv()`, on the loop's own task: the loop drains the events before it
@@ -140,6 +161,9 @@ struct State {
     dlq: FutureProducer,
     total: Summary,
     buffered_rows: usize,
+    /// Between a revocation (or the start) and the next assignment: the group is rebalancing,
+    /// so "every assigned partition is at its end" means nothing yet.
+    awaiting_assignment: bool,
 }
 
 /// Runs until `shutdown` resolves, the consumer is idle (`exit_when_idle`), or an error that
@@ -179,15 +203,17 @@ impl State {
             dlq_cfg.set(k, v);
         }
         let dlq: FutureProducer = dlq_cfg.create()?;
+        let dedup = Dedup::new(opts.keys.clone());
         Ok(State {
             config,
             opts,
             log,
-            dedup: Dedup::default(),
+            dedup,
             parts: HashMap::new(),
             dlq,
             total: Summary::default(),
             buffered_rows: 0,
+            awaiting_assignment: true,
         })
     }
 
@@ -207,6 +233,7 @@ impl State {
         }
         let consumer: StreamConsumer<Ctx> = cfg.create_with_context(Ctx {
             events: Mutex::new(Vec::new()),
+            health: Arc::clone(&self.opts.health),
         })?;
         let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -219,6 +246,8 @@ impl State {
         let started = Instant::now();
         let mut last_message = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut last_probe = Instant::now() - Duration::from_secs(60);
+        let mut last_lag = Instant::now();
         loop {
             tokio::select! {
                 _ = &mut shutdown => {
@@ -230,6 +259,7 @@ impl State {
                     match msg {
                         Ok(m) => {
                             last_message = Instant::now();
+                            self.opts.health.set_ready(true);
                             self.handle(&m).await?;
                         }
                         Err(e) => tracing::warn!(error = %e, "kafka reports a problem; retrying"),
@@ -237,13 +267,22 @@ impl State {
                     self.commit_due(&consumer, false).await?;
                 }
                 _ = tick.tick() => {
+                    self.opts.health.beat();
                     self.drain_events(&consumer)?;
                     self.commit_due(&consumer, false).await?;
+                    if !self.opts.health.is_ready() && last_probe.elapsed() >= Duration::from_secs(2) {
+                        last_probe = Instant::now();
+                        self.probe_broker(&consumer);
+                    }
+                    if last_lag.elapsed() >= Duration::from_secs(5) {
+                        last_lag = Instant::now();
+                        self.report_lag(&consumer);
+                    }
                     if let Some(idle) = self.opts.exit_when_idle {
-                        // With no partition assigned yet, the group may still be waiting for a dead member's
-                        // session to expire: give it time before calling an empty assignment "the end".
-                        let settled = !self.parts.is_empty() || started.elapsed() >= 3 * idle;
-                        if last_message.elapsed() >= idle && started.elapsed() >= idle && settled && self.at_end(&consumer) {
+                        // A rebalance can take a while (a dead member's session must expire; the
+                        // group waits for every member to rejoin): only an assignment, even an
+                        // empty one, says which partitions are ours to finish.
+                        if !self.awaiting_assignment && last_message.elapsed() >= idle && started.elapsed() >= idle && self.at_end(&consumer) {
                             tracing::info!("every assigned partition is at its end: exiting");
                             break;
                         }
@@ -262,7 +301,9 @@ impl State {
         for event in events {
             match event {
                 Event::Revoke(list) => {
+                    self.awaiting_assignment = true;
                     for tp in list {
+                        self.opts.metrics.forget_partition(&tp.0, tp.1);
                         if let Some(p) = self.parts.remove(&tp) {
                             // Another member takes over from our last commit; our buffer is redone there.
                             self.drop_buffer(p.buf);
@@ -271,6 +312,7 @@ impl State {
                     }
                 }
                 Event::Assign(list) => {
+                    self.awaiting_assignment = false;
                     for tp in list {
                         let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
                         tracing::info!(topic = %tp.0, partition = tp.1, durable_last = state.last, "partition assigned");
@@ -308,6 +350,7 @@ impl State {
         if offset <= part.durable_last || buf.last.is_some_and(|l| offset <= l) {
             // Already durably handled (replay after a crash or rebalance): nothing to commit.
             self.total.skip("replayed");
+            self.opts.metrics.replayed();
             return Ok(());
         }
         buf.since.get_or_insert_with(Instant::now);
@@ -461,7 +504,10 @@ impl State {
             }
         }
         let started = Instant::now();
-        let options = WriteOptions::default();
+        let options = WriteOptions {
+            keys: self.opts.keys.clone(),
+            ..WriteOptions::default()
+        };
         let result = tokio::task::block_in_place(|| {
             self.log
                 .commit(&tp.0, tp.1, prev, last, &buf.months, options)
@@ -472,7 +518,9 @@ impl State {
                 counts.files = record.files.len() as u64;
                 tracing::info!(topic = %tp.0, partition = tp.1, first = record.first, last, stored = counts.stored, consumed = counts.consumed, files = counts.files, millis = started.elapsed().as_millis() as u64, "committed");
                 self.total.merge(&counts);
+                self.opts.metrics.committed(&counts, started.elapsed().as_secs_f64());
                 self.buffered_rows -= buf.rows;
+                self.opts.metrics.set_buffered(self.buffered_rows);
                 if let Some(p) = self.parts.get_mut(tp) {
                     p.durable_last = last;
                 }
@@ -506,29 +554,88 @@ impl State {
         }
     }
 
-    fn at_end(&self, consumer: &StreamConsumer<Ctx>) -> bool {
-        let positions: HashMap<Tp, i64> = match consumer.position() {
-            Ok(tpl) => tpl
-                .elements()
+    /// The next offset this member will handle, per assigned partition.
+    fn next_offsets(&self, consumer: &StreamConsumer<Ctx>) -> Option<HashMap<Tp, i64>> {
+        let positions: HashMap<Tp, i64> = consumer
+            .position()
+            .ok()?
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect();
+        Some(
+            self.parts
                 .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                    _ => None,
+                .map(|(tp, p)| {
+                    let next = positions
+                        .get(tp)
+                        .copied()
+                        .unwrap_or(-1)
+                        .max(p.durable_last + 1)
+                        .max(p.buf.last.map_or(-1, |l| l + 1));
+                    (tp.clone(), next)
                 })
                 .collect(),
-            Err(_) => return false,
+        )
+    }
+
+    /// Lag from the watermarks the consumer already holds (no broker round trip).
+    fn report_lag(&self, consumer: &StreamConsumer<Ctx>) {
+        self.opts.metrics.set_buffered(self.buffered_rows);
+        let Some(next) = self.next_offsets(consumer) else {
+            return;
         };
-        self.parts.iter().all(|(tp, p)| {
-            let next = positions
-                .get(tp)
-                .copied()
-                .unwrap_or(-1)
-                .max(p.durable_last + 1)
-                .max(p.buf.last.map_or(-1, |l| l + 1));
+        for (tp, next) in next {
+            if let Some(high) = cached_high_watermark(consumer, &tp.0, tp.1) {
+                self.opts.metrics.set_lag(&tp.0, tp.1, (high - next).max(0));
+            }
+        }
+    }
+
+    /// Readiness comes back once the broker answers a metadata request.
+    fn probe_broker(&self, consumer: &StreamConsumer<Ctx>) {
+        let topic = self.opts.topics.first().map(String::as_str);
+        let answered = tokio::task::block_in_place(|| {
+            consumer
+                .fetch_metadata(topic, Duration::from_secs(1))
+                .is_ok()
+        });
+        if answered {
+            self.opts.health.set_ready(true);
+        }
+    }
+
+    fn at_end(&self, consumer: &StreamConsumer<Ctx>) -> bool {
+        let Some(next) = self.next_offsets(consumer) else {
+            return false;
+        };
+        next.iter().all(|(tp, &next)| {
             tokio::task::block_in_place(|| {
                 consumer.fetch_watermarks(&tp.0, tp.1, Duration::from_secs(2))
             })
             .is_ok_and(|(_, high)| next >= high)
         })
     }
+}
+
+/// The high watermark librdkafka last saw in a fetch response; rdkafka 0.39 wraps only the
+/// network round trip (`fetch_watermarks`), which would stall the loop once per partition.
+fn cached_high_watermark(consumer: &StreamConsumer<Ctx>, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle lives as long as `consumer`; librdkafka only reads the topic
+    // name and writes the two out-parameters.
+    let err = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }

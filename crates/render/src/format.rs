@@ -1,15 +1,42 @@
 //! German formats for the EVN: `24.11.2026`, `14:05:09` (Europe/Berlin), `0:02:02`,
 //! `1.234,56 €`, and dialled numbers in national notation (`0151 12345678`).
 
-use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Europe::Berlin;
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono_tz::{Europe::Berlin, Tz};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use evn_rating::BillingMonth;
 
 /// `24.11.2026`
 pub fn date(d: NaiveDate) -> String {
-    d.format("%d.%m.%Y").to_string()
+    // Written out rather than through `format("%d.%m.%Y")`: that parses the pattern on
+    // every call, and an EVN formats two dates and times per row.
+    format!("{:02}.{:02}.{:04}", d.day(), d.month(), d.year())
+}
+
+/// An instant on the Europe/Berlin wall clock, converted once for its date and its time.
+#[derive(Debug, Clone, Copy)]
+pub struct Local(DateTime<Tz>);
+
+impl Local {
+    pub fn of(t: DateTime<Utc>) -> Local {
+        Local(t.with_timezone(&Berlin))
+    }
+
+    /// `24.11.2026`
+    pub fn date(&self) -> String {
+        date(self.0.date_naive())
+    }
+
+    /// `14:05:09`
+    pub fn time(&self) -> String {
+        format!(
+            "{:02}:{:02}:{:02}",
+            self.0.hour(),
+            self.0.minute(),
+            self.0.second()
+        )
+    }
 }
 
 /// `November 2026`
@@ -33,13 +60,13 @@ pub fn month_name(m: BillingMonth) -> String {
 
 /// The Europe/Berlin calendar date of an instant, as `24.11.2026`.
 pub fn local_date(t: DateTime<Utc>) -> String {
-    date(t.with_timezone(&Berlin).date_naive())
+    Local::of(t).date()
 }
 
 /// The Europe/Berlin wall-clock time of an instant, `14:05:09`. In the repeated hour of the
 /// autumn DST change two different instants print the same time; rows stay in UTC order.
 pub fn local_time(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Berlin).format("%H:%M:%S").to_string()
+    Local::of(t).time()
 }
 
 /// `h:mm:ss`, hours not capped at 24 (a call can last longer than a day in theory).
@@ -70,29 +97,83 @@ pub fn money(amount: Decimal) -> String {
     format!("{}{grouped},{frac} €", if negative { "-" } else { "" })
 }
 
-/// German two-digit area codes (after the trunk `0`): the big cities, so the most common
-/// landline numbers get a readable `030 901820`. Other area codes have 3 to 5 digits and no
-/// simple rule separates them from the subscriber number, so those numbers print unsplit.
+/// German area codes (after the trunk `0`) with two digits: Berlin, Hamburg, Frankfurt,
+/// München.
 const TWO_DIGIT_AREA_CODES: [&str; 4] = ["30", "40", "69", "89"];
-/// National prefixes whose block is three digits, printed with a space after four characters:
-/// mobile (`015x`, `016x`, `017x`) and the service ranges (`0800`, `0180`, `0900`).
-const THREE_DIGIT_BLOCKS: [&str; 6] = ["15", "16", "17", "800", "180", "900"];
+/// German area codes with three digits: the larger cities. German area codes are prefix-free,
+/// so a number starting with one of these has exactly this area code. Other area codes have
+/// four or five digits and no simple rule separates them from the subscriber number, so
+/// those numbers print unsplit rather than wrongly split.
+const THREE_DIGIT_AREA_CODES: [&str; 84] = [
+    "201", "202", "203", "208", "209", "211", "212", "214", "221", "228", "231", "234", "241",
+    "251", "261", "271", "281", "291", "331", "335", "340", "341", "345", "351", "355", "361",
+    "365", "371", "375", "381", "385", "391", "395", "421", "431", "441", "451", "461", "471",
+    "481", "491", "511", "521", "531", "541", "551", "561", "571", "581", "591", "611", "621",
+    "631", "641", "651", "661", "671", "681", "711", "721", "731", "741", "751", "761", "771",
+    "781", "791", "821", "831", "841", "851", "861", "871", "881", "906", "911", "921", "931",
+    "941", "951", "961", "971", "981", "991",
+];
+/// National prefixes whose block is three digits: mobile (`015x`, `016x`, `017x`), the
+/// service ranges (`0800`, `0180`, `0900`) and personal numbers (`0700`).
+const THREE_DIGIT_BLOCKS: [&str; 7] = ["15", "16", "17", "800", "180", "900", "700"];
 
-/// A dialled or calling number as a German customer reads it:
+/// Length of the country code at the start of an international number (ITU-T E.164: codes
+/// are prefix-free; zones 1 and 7 have one digit, each other zone lists its two-digit codes,
+/// the rest of the zone has three).
+fn country_code_len(digits: &str) -> Option<usize> {
+    /// Per first digit 2–9: the second digits that make a two-digit code.
+    const TWO_DIGIT: [&[u8]; 8] = [
+        b"07",        // 20 Egypt, 27 South Africa
+        b"0123469",   // 30–34, 36, 39
+        b"013456789", // 40, 41, 43–49
+        b"12345678",  // 51–58
+        b"0123456",   // 60–66
+        b"",          // 7: one digit
+        b"1246",      // 81, 82, 84, 86
+        b"0123458",   // 90–95, 98
+    ];
+    let b = digits.as_bytes();
+    let len = match b.first()? {
+        b'1' | b'7' => 1,
+        d @ b'2'..=b'9' => {
+            if b.get(1)
+                .is_some_and(|s| TWO_DIGIT[usize::from(d - b'2')].contains(s))
+            {
+                2
+            } else {
+                3
+            }
+        }
+        _ => return None,
+    };
+    (digits.len() > len).then_some(len)
+}
+
+/// A dialled or calling number as a German customer reads and dials it:
 /// - `+4915112345678` → `0151 12345678`; shortened `+4915112345xxx` → `0151 12345xxx`;
-/// - `+4930901820` → `030 901820` (Berlin, Hamburg, Frankfurt, München), `+49800…` → `0800 …`;
-/// - other German numbers → `0` and the national digits, unsplit (`0221123456`);
-/// - foreign E.164 numbers stay international (`+33123456789`), short codes as they are (`110`).
+/// - `+4930901820` → `030 901820`, `+49221123456` → `0221 123456` (area codes of two and
+///   three digits), `+49800…` → `0800 …`; other German numbers `0` and the national digits,
+///   unsplit (`02234123456`);
+/// - foreign numbers as dialled from Germany, country code apart: `+33123456789` →
+///   `0033 123456789` (no leading `+`, which a spreadsheet would take for a formula);
+/// - short codes as they are (`110`).
 pub fn number(n: &str) -> String {
-    let Some(national) = n.strip_prefix("+49") else {
+    let Some(digits) = n.strip_prefix('+') else {
         return n.to_owned();
+    };
+    let Some(national) = digits.strip_prefix("49") else {
+        return match country_code_len(digits) {
+            Some(k) => format!("00{} {}", &digits[..k], &digits[k..]),
+            None => format!("00{digits}"),
+        };
     };
     if national.is_empty() {
         return n.to_owned();
     }
-    let split = if THREE_DIGIT_BLOCKS.iter().any(|p| national.starts_with(p)) {
+    let starts = |list: &[&str]| list.iter().any(|p| national.starts_with(p));
+    let split = if starts(&THREE_DIGIT_BLOCKS) || starts(&THREE_DIGIT_AREA_CODES) {
         Some(3)
-    } else if TWO_DIGIT_AREA_CODES.iter().any(|p| national.starts_with(p)) {
+    } else if starts(&TWO_DIGIT_AREA_CODES) {
         Some(2)
     } else {
         None
@@ -171,10 +252,20 @@ mod tests {
             ("+4930901820", "030 901820"),
             ("+4989123456", "089 123456"),
             ("+49800111055", "0800 111055"),
-            ("+49221123456", "0221123456"),
-            ("+4922112xxx", "022112xxx"),
-            ("+33123456789", "+33123456789"),
-            ("+1212555xxxx", "+1212555xxxx"),
+            ("+49221123456", "0221 123456"),
+            ("+4922112xxx", "0221 12xxx"),
+            ("+4970012345678", "0700 12345678"),
+            ("+492234123456", "02234123456"),
+            ("+4933201123456", "033201123456"),
+            ("+33123456789", "0033 123456789"),
+            ("+3512123456xxx", "00351 2123456xxx"),
+            ("+12125550xxx", "001 2125550xxx"),
+            ("+79161234567", "007 9161234567"),
+            ("+441632960123", "0044 1632960123"),
+            ("+420212345678", "00420 212345678"),
+            ("+8613812345678", "0086 13812345678"),
+            ("+85223456789", "00852 23456789"),
+            ("+2", "002"),
             ("110", "110"),
             ("116xxx", "116xxx"),
             ("+49", "+49"),

@@ -1,10 +1,15 @@
 //! The EVN (Einzelverbindungsnachweis): a pure layout model ([`EvnDocument`]), German formats
 //! ([`format`]), and an A4 PDF rendering ([`render_pdf`]) with an embedded, subset font.
 
+mod csv_export;
+mod fonts;
 pub mod format;
 mod model;
 mod pdf;
+#[doc(hidden)]
+pub mod sample;
 mod slim;
 
+pub use csv_export::{render_csv, BOM, CSV_HEADER};
 pub use model::{EvnCall, EvnDocument, Header, LineGroup, Row, ZoneSum};
 pub use pdf::{render_pdf, RenderError, RenderedPdf};

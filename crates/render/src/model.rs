@@ -245,13 +245,13 @@ impl EvnDocument {
     pub fn notices(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.itemised() == 0 {
-            out.push(if self.billed == 0 {
-                "Im Abrechnungszeitraum sind keine entgeltpflichtigen Verbindungen angefallen."
-                    .to_owned()
-            } else {
-                "Im Abrechnungszeitraum sind keine einzeln aufzuführenden Verbindungen angefallen."
-                    .to_owned()
-            });
+            // One wording whether or not anything was billed: "nothing chargeable" next to a
+            // non-zero total would tell that every call went to a counselling service.
+            out.push(
+                "Im Abrechnungszeitraum sind keine Verbindungen angefallen, die einzeln \
+                 aufzuführen sind."
+                    .to_owned(),
+            );
         }
         if self.shortened {
             out.push(
@@ -347,7 +347,7 @@ mod tests {
     fn empty_month_says_so() {
         let doc = EvnDocument::build(header(), vec![], false, vec!["Festnetz national".into()]);
         let n = doc.notices();
-        assert!(n[0].contains("keine entgeltpflichtigen Verbindungen"));
+        assert!(n[0].contains("keine Verbindungen angefallen, die einzeln"));
         assert!(n.iter().any(|s| s.contains("(Festnetz national)")));
     }
 

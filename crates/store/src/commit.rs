@@ -179,7 +179,7 @@ impl CommitLog {
             let staged = staging_dir.join(format!("billing_month={month}+{name}"));
             let final_dir = month_dir(&self.data, *month);
             fs::create_dir_all(&final_dir).map_err(|e| StoreError::io(&final_dir, e))?;
-            let bytes = match write_file(&staged, rows, options) {
+            let bytes = match write_file(&staged, rows, options.clone()) {
                 Ok(b) => b,
                 Err(e) => {
                     self.discard(&files, Some(&staged));

@@ -13,8 +13,10 @@ mod parquet_io;
 
 pub use commit::{CommitLog, CommitRecord, PartitionState};
 pub use error::StoreError;
+pub use evn_keys::Keyring;
 pub use parquet_io::{
-    list_month_files, read_file, read_month, schema, write_file, StoredCall, WriteOptions,
+    list_month_files, read_file, read_file_with, read_month, read_month_with, schema, write_file,
+    StoredCall, WriteOptions,
 };
 
 use std::path::{Path, PathBuf};

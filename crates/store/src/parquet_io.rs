@@ -11,12 +11,16 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::DateTime;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::encryption::decrypt::{FileDecryptionProperties, KeyRetriever};
+use parquet::encryption::encrypt::FileEncryptionProperties;
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use rust_decimal::Decimal;
 
+use evn_keys::Keyring;
 use evn_rating::{BillingMonth, RatedCall};
 
 use crate::StoreError;
@@ -37,17 +41,52 @@ pub struct StoredCall {
     pub source_offset: i64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriteOptions {
     pub row_group_rows: usize,
+    /// With a keyring, files are written with Parquet modular encryption (AES-GCM, the current
+    /// 256-bit key, footer and every column encrypted; the key id in the footer key metadata).
+    pub keys: Option<Arc<Keyring>>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            keys: None,
         }
     }
+}
+
+/// Hands parquet the key a file names in its footer key metadata (its key id).
+struct Retriever(Arc<Keyring>);
+
+impl KeyRetriever for Retriever {
+    fn retrieve_key(&self, key_metadata: &[u8]) -> parquet::errors::Result<Vec<u8>> {
+        let id = std::str::from_utf8(key_metadata)
+            .map_err(|_| ParquetError::General("key metadata is not a key id".into()))?;
+        self.0
+            .get(id)
+            .map(|k| k.bytes().to_vec())
+            .map_err(|e| ParquetError::General(e.to_string()))
+    }
+}
+
+fn encryption(keys: &Keyring) -> Result<Arc<FileEncryptionProperties>, ParquetError> {
+    let key = keys.current();
+    FileEncryptionProperties::builder(key.bytes().to_vec())
+        .with_footer_key_metadata(key.id().as_bytes().to_vec())
+        .build()
+}
+
+/// Parquet files with an encrypted footer end in `PARE` instead of `PAR1`.
+fn has_encrypted_footer(file: &mut File) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut tail = [0u8; 4];
+    file.seek(SeekFrom::End(-4)).is_ok()
+        && file.read_exact(&mut tail).is_ok()
+        && file.seek(SeekFrom::Start(0)).is_ok()
+        && &tail == b"PARE"
 }
 
 /// The Arrow schema of every file under `cdrs/` (INTERFACES.md §3 plus provenance columns).
@@ -148,18 +187,21 @@ pub fn write_file(
         path: path.to_owned(),
         source,
     })?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("level 1 is valid"),
-        ))
-        .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
-        .set_created_by(concat!("evn ", env!("CARGO_PKG_VERSION")).to_owned())
-        .build();
-    let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
     let pq = |source| StoreError::Parquet {
         path: path.to_owned(),
         source,
     };
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("level 1 is valid"),
+        ))
+        .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
+        .set_created_by(concat!("evn ", env!("CARGO_PKG_VERSION")).to_owned());
+    if let Some(keys) = &options.keys {
+        props = props.with_file_encryption_properties(encryption(keys).map_err(pq)?);
+    }
+    let props = props.build();
+    let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
     let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
     writer.write(&batch).map_err(pq)?;
     let file = writer.into_inner().map_err(pq)?;
@@ -188,23 +230,60 @@ pub fn list_month_files(data: &Path, month: BillingMonth) -> Result<Vec<PathBuf>
     Ok(files)
 }
 
-/// Reads every stored call of a month.
+/// Reads every stored call of a month (unencrypted data).
 pub fn read_month(data: &Path, month: BillingMonth) -> Result<Vec<StoredCall>, StoreError> {
+    read_month_with(data, month, None)
+}
+
+/// Reads every stored call of a month, decrypting with `keys` where a file is encrypted.
+pub fn read_month_with(
+    data: &Path,
+    month: BillingMonth,
+    keys: Option<&Arc<Keyring>>,
+) -> Result<Vec<StoredCall>, StoreError> {
     let mut rows = Vec::new();
     for file in list_month_files(data, month)? {
-        read_file(&file, &mut |call| rows.push(call))?;
+        read_file_with(&file, keys, &mut |call| rows.push(call))?;
     }
     Ok(rows)
 }
 
-/// Streams the rows of one file to `sink`, batch by batch.
+/// Streams the rows of one unencrypted file to `sink`, batch by batch.
 pub fn read_file(path: &Path, sink: &mut dyn FnMut(StoredCall)) -> Result<(), StoreError> {
-    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    read_file_with(path, None, sink)
+}
+
+/// Streams the rows of one file to `sink`; encrypted files need `keys` (any key they name).
+/// Plain files read either way, so data written before encryption was switched on stays
+/// readable.
+pub fn read_file_with(
+    path: &Path,
+    keys: Option<&Arc<Keyring>>,
+    sink: &mut dyn FnMut(StoredCall),
+) -> Result<(), StoreError> {
+    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let pq = |source| StoreError::Parquet {
         path: path.to_owned(),
         source,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+    let mut options = ArrowReaderOptions::new();
+    match keys {
+        Some(keys) => {
+            let props = FileDecryptionProperties::with_key_retriever(Arc::new(Retriever(
+                Arc::clone(keys),
+            )))
+            .build()
+            .map_err(pq)?;
+            options = options.with_file_decryption_properties(props);
+        }
+        None if has_encrypted_footer(&mut file) => {
+            return Err(StoreError::Encrypted {
+                path: path.to_owned(),
+            })
+        }
+        None => {}
+    }
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
         .map_err(pq)?
         .build()
         .map_err(pq)?;
@@ -319,6 +398,70 @@ pub(crate) mod tests {
         }
     }
 
+    fn keyring(fill: u8) -> Arc<Keyring> {
+        Arc::new(Keyring::new(
+            evn_keys::DataKey::from_bytes([fill; 32]),
+            Vec::new(),
+        ))
+    }
+
+    #[test]
+    fn encrypted_files_hide_every_value_and_need_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.parquet");
+        let rows: Vec<StoredCall> = (0..500).map(sample).collect();
+        let keys = keyring(9);
+        let options = WriteOptions {
+            keys: Some(Arc::clone(&keys)),
+            ..WriteOptions::default()
+        };
+        write_file(&path, &rows, options).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        for needle in ["4930901820", "15112345", "K1001", "fra1-", "mobile", "office_flat"] {
+            assert!(
+                !raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} readable in the file bytes"
+            );
+        }
+        assert!(matches!(
+            read_file(&path, &mut |_| {}),
+            Err(StoreError::Encrypted { .. })
+        ));
+        let wrong = keyring(8);
+        let err = read_file_with(&path, Some(&wrong), &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("not in the key file"), "{err}");
+        let mut back = Vec::new();
+        read_file_with(&path, Some(&keys), &mut |c| back.push(c)).unwrap();
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn after_rotation_old_files_read_with_the_retired_key_and_plain_files_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<StoredCall> = (0..10).map(sample).collect();
+        let old = dir.path().join("old.parquet");
+        let plain = dir.path().join("plain.parquet");
+        let opts = |k: &Arc<Keyring>| WriteOptions {
+            keys: Some(Arc::clone(k)),
+            ..WriteOptions::default()
+        };
+        write_file(&old, &rows, opts(&keyring(1))).unwrap();
+        write_file(&plain, &rows, WriteOptions::default()).unwrap();
+        let rotated = Arc::new(Keyring::new(
+            evn_keys::DataKey::from_bytes([2; 32]),
+            vec![evn_keys::DataKey::from_bytes([1; 32])],
+        ));
+        let new = dir.path().join("new.parquet");
+        write_file(&new, &rows, opts(&rotated)).unwrap();
+        for f in [&old, &plain, &new] {
+            let mut n = 0;
+            read_file_with(f, Some(&rotated), &mut |_| n += 1).unwrap();
+            assert_eq!(n, 10, "{}", f.display());
+        }
+        // The new file is under the new key only.
+        assert!(read_file_with(&new, Some(&keyring(1)), &mut |_| {}).is_err());
+    }
+
     #[test]
     fn round_trip_keeps_every_field() {
         let dir = tempfile::tempdir().unwrap();
@@ -329,6 +472,7 @@ pub(crate) mod tests {
             &rows,
             WriteOptions {
                 row_group_rows: 300,
+                keys: None,
             },
         )
         .unwrap();

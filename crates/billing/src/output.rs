@@ -1,0 +1,184 @@
+//! Output files appear whole or not at all, and survive a power cut once the run says so.
+//!
+//! A batch of customers is staged as hidden temporary files (`.<name>.<pid>.tmp`), made
+//! durable together (one `syncfs` on Linux instead of an fsync per file: at 0.7 ms an fsync,
+//! four files per customer would cost more than rendering them), then renamed into place, and
+//! the folder is fsynced. The unnumbered "current" copies (`<id>.pdf`, `<id>.csv`) are hard
+//! links to the numbered version files, swapped in by rename: no second write of the bytes,
+//! and a reader sees the old or the new version, never a mix.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::BillError;
+
+/// A file written under a temporary name, waiting to be renamed to `name`.
+pub(crate) struct Staged {
+    tmp: PathBuf,
+    name: String,
+}
+
+/// What one customer's new version puts in place.
+#[derive(Default)]
+pub(crate) struct Publication {
+    /// Numbered version files (`<id>.v<N>.pdf`, `<id>.v<N>.csv`).
+    pub files: Vec<Staged>,
+    /// (numbered file, current copy) pairs: the current copy then names that version.
+    pub current: Vec<(String, String)>,
+}
+
+fn tmp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` under a temporary name next to `name` (not yet durable: see [`publish`]).
+pub(crate) fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<Staged, BillError> {
+    let tmp = tmp_path(dir, name);
+    let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes));
+    if let Err(e) = written {
+        std::fs::remove_file(&tmp).ok();
+        return Err(BillError::io(&dir.join(name), e));
+    }
+    Ok(Staged {
+        tmp,
+        name: name.to_owned(),
+    })
+}
+
+/// Removes staged files of a batch that will not be published.
+pub(crate) fn discard(publications: Vec<Publication>) {
+    for p in publications {
+        for f in p.files {
+            std::fs::remove_file(&f.tmp).ok();
+        }
+    }
+}
+
+/// Makes the staged files durable, renames them into place, points the current copies at
+/// them, and makes the folder durable.
+pub(crate) fn publish(dir: &Path, publications: Vec<Publication>) -> Result<(), BillError> {
+    if publications.is_empty() {
+        return Ok(());
+    }
+    let staged: Vec<&Staged> = publications.iter().flat_map(|p| &p.files).collect();
+    if let Err(e) = durable(dir, &staged) {
+        discard(publications);
+        return Err(e);
+    }
+    for (i, f) in staged.iter().enumerate() {
+        if let Err(e) = std::fs::rename(&f.tmp, dir.join(&f.name)) {
+            for rest in &staged[i..] {
+                std::fs::remove_file(&rest.tmp).ok();
+            }
+            return Err(BillError::io(&dir.join(&f.name), e));
+        }
+    }
+    sync_dir(dir)?;
+    for p in &publications {
+        for (versioned, current) in &p.current {
+            link_current(dir, versioned, current)?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Writes one small file atomically and durably (the manifest): temp file, fsync, rename.
+/// The caller fsyncs the folder.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BillError> {
+    let tmp = tmp_path(dir, name);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    result.map_err(|e| {
+        std::fs::remove_file(&tmp).ok();
+        BillError::io(&dir.join(name), e)
+    })
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), BillError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| BillError::io(dir, e))
+}
+
+#[cfg(target_os = "linux")]
+fn durable(dir: &Path, _staged: &[&Staged]) -> Result<(), BillError> {
+    // One flush of the whole file system: every staged file of the batch (and whatever else
+    // is dirty there) reaches the disk. Since Linux 5.8 it reports write-back errors.
+    let f = File::open(dir).map_err(|e| BillError::io(dir, e))?;
+    rustix::fs::syncfs(&f).map_err(|e| BillError::io(dir, e.into()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn durable(_dir: &Path, staged: &[&Staged]) -> Result<(), BillError> {
+    for f in staged {
+        File::open(&f.tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| BillError::io(&f.tmp, e))?;
+    }
+    Ok(())
+}
+
+/// `current` becomes another name of `versioned`: a hard link under a temporary name, renamed
+/// over the old copy. Where hard links are not supported, a durable copy instead.
+fn link_current(dir: &Path, versioned: &str, current: &str) -> Result<(), BillError> {
+    let tmp = tmp_path(dir, current);
+    std::fs::remove_file(&tmp).ok();
+    let from = dir.join(versioned);
+    let linked = std::fs::hard_link(&from, &tmp).or_else(|_| {
+        std::fs::copy(&from, &tmp)?;
+        File::open(&tmp)?.sync_all()
+    });
+    linked
+        .and_then(|()| std::fs::rename(&tmp, dir.join(current)))
+        .map_err(|e| {
+            std::fs::remove_file(&tmp).ok();
+            BillError::io(&dir.join(current), e)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_files_replace_the_current_copy_and_leave_no_temporaries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for (v, text) in [(1, "eins"), (2, "zwei")] {
+            let name = format!("K1.v{v}.pdf");
+            let p = Publication {
+                files: vec![stage(dir, &name, text.as_bytes()).unwrap()],
+                current: vec![(name, "K1.pdf".into())],
+            };
+            // Staged but not published: invisible under its final name.
+            assert!(!dir.join(format!("K1.v{v}.pdf")).exists());
+            publish(dir, vec![p]).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.join("K1.v1.pdf")).unwrap(),
+            "eins"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("K1.v2.pdf")).unwrap(),
+            "zwei"
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("K1.pdf")).unwrap(), "zwei");
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+        let staged = stage(dir, "K2.v1.pdf", b"x").unwrap();
+        discard(vec![Publication {
+            files: vec![staged],
+            current: vec![],
+        }]);
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 3);
+    }
+}

@@ -1,0 +1,179 @@
+//! `evn retention`, `evn export`, `evn erase`: argument parsing and wiring for `evn-privacy`
+//! (INTERFACES.md §4); the rules live in that crate.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use chrono::NaiveDate;
+
+use evn_privacy::{EraseOutcome, ExportFormat, PrivacyError};
+
+use crate::{data_keys, load_config, Failure};
+
+#[derive(clap::Args)]
+pub struct RetentionArgs {
+    /// Config directory: `legal-holds.csv` (optional) is read from it.
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    /// The EVN output directory of `evn bill` (month folders with manifests).
+    #[arg(long)]
+    evn: PathBuf,
+    /// The date to measure against (YYYY-MM-DD); default: today in Europe/Berlin.
+    #[arg(long)]
+    today: Option<NaiveDate>,
+    /// Print what would be deleted; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    customer: String,
+    #[arg(long)]
+    data: PathBuf,
+    /// `jsonl` (one JSON object per line) or `csv` (with a header row).
+    #[arg(long, default_value = "jsonl")]
+    format: ExportFormat,
+}
+
+#[derive(clap::Args)]
+pub struct EraseArgs {
+    #[arg(long)]
+    customer: String,
+    /// Config directory: `customers.csv` and `legal-holds.csv` decide whether erasure is allowed.
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    evn: PathBuf,
+    /// The date to measure the objection period against; default: today in Europe/Berlin.
+    #[arg(long)]
+    today: Option<NaiveDate>,
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn failure(e: PrivacyError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: anyhow::Error::new(e),
+    }
+}
+
+fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failure> {
+    let holds = evn_privacy::load_holds(config).map_err(failure)?;
+    for h in &holds {
+        tracing::info!(customer = %h.customer_id, month = %h.month, since = %h.since, "legal hold");
+    }
+    Ok(holds)
+}
+
+pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
+    let holds = holds(&args.config)?;
+    let opts = evn_privacy::RetentionOptions {
+        data: args.data,
+        evn: args.evn,
+        today: args.today.unwrap_or_else(evn_privacy::today_berlin),
+        dry_run: args.dry_run,
+        keys: data_keys()?,
+        staging_max_age: evn_privacy::DEFAULT_STAGING_MAX_AGE,
+        now: SystemTime::now(),
+    };
+    let prefix = if opts.dry_run { "[dry run] " } else { "" };
+    let mut stdout = std::io::stdout().lock();
+    // Each line goes out before the action: after a crash the log shows what was under way.
+    let summary = tokio::task::block_in_place(|| {
+        evn_privacy::run_retention(&opts, &holds, &mut |action| {
+            let _ = writeln!(stdout, "{prefix}{action}");
+            let _ = stdout.flush();
+        })
+    })
+    .map_err(failure)?;
+    println!("{prefix}retention as of {}: {summary}", opts.today);
+    if summary.months_overdue > 0 {
+        tracing::warn!(
+            months = summary.months_overdue,
+            "months never billed for more than a year are kept; bill or delete them"
+        );
+    }
+    Ok(())
+}
+
+pub fn export(args: ExportArgs) -> Result<(), Failure> {
+    let keys = data_keys()?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let summary = tokio::task::block_in_place(|| {
+        evn_privacy::export(
+            &args.data,
+            &args.customer,
+            keys.as_ref(),
+            args.format,
+            &mut out,
+        )
+    })
+    .map_err(failure)?;
+    drop(out);
+    eprintln!(
+        "exported {} calls of {} in {} months{}",
+        summary.calls,
+        args.customer,
+        summary.months,
+        if summary.withheld_counselling > 0 {
+            format!(
+                "; {} calls to counselling services withheld (TKG § 65, GDPR Art. 15(4))",
+                summary.withheld_counselling
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+pub fn erase(args: EraseArgs) -> Result<(), Failure> {
+    let config = load_config(&args.config)?;
+    let holds = holds(&args.config)?;
+    let opts = evn_privacy::EraseOptions {
+        customer_id: args.customer,
+        data: args.data,
+        evn: args.evn,
+        today: args.today.unwrap_or_else(evn_privacy::today_berlin),
+        dry_run: args.dry_run,
+        keys: data_keys()?,
+    };
+    let prefix = if opts.dry_run { "[dry run] " } else { "" };
+    let outcome = tokio::task::block_in_place(|| {
+        evn_privacy::erase(&config.customers, &holds, &opts, &mut |action| {
+            println!("{prefix}{action}");
+        })
+    })
+    .map_err(failure)?;
+    match outcome {
+        EraseOutcome::Refused(reasons) => {
+            for r in &reasons {
+                eprintln!("refused: {r}");
+            }
+            Err(Failure {
+                code: 1,
+                error: anyhow::anyhow!(
+                    "erasure of {} refused as of {} (reasons above); nothing was changed",
+                    opts.customer_id,
+                    opts.today
+                ),
+            })
+        }
+        EraseOutcome::Erased { rows, evn_files } => {
+            println!(
+                "{prefix}erased {}: {rows} stored calls, {evn_files} EVN files",
+                opts.customer_id
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `evn bill` through the real binary: files and exit codes (INTERFACES.md §4).
+
+use std::path::Path;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use evn_rating::{BillingMonth, RatedCall};
+use evn_store::{StoredCall, WriteOptions};
+
+use crate::support::{config_dir, evn_env};
+
+fn stored(id: &str, customer: &str, start: &str, called: &str, zone: &str) -> StoredCall {
+    let start_time = DateTime::<Utc>::from_str(start).unwrap();
+    StoredCall {
+        call: RatedCall {
+            cdr_id: id.into(),
+            switch_id: "fra1".into(),
+            customer_id: customer.into(),
+            calling_number: "+4989123456".into(),
+            called_number: called.into(),
+            start_time,
+            duration_s: 125,
+            zone: zone.into(),
+            charge_eur: Decimal::from_str("0.3728").unwrap(),
+            billing_month: BillingMonth::of(start_time),
+            plan: "office_basic".into(),
+            shortened: false,
+            counselling: false,
+        },
+        source_topic: "cdrs".into(),
+        source_partition: 0,
+        source_offset: 0,
+    }
+}
+
+fn write(data: &Path, rows: &[StoredCall]) {
+    let dir = evn_store::month_dir(data, "2026-11".parse().unwrap());
+    std::fs::create_dir_all(&dir).unwrap();
+    evn_store::write_file(&dir.join("a.parquet"), rows, WriteOptions::default()).unwrap();
+}
+
+fn bill(data: &Path, out: &Path, month: &str, extra: &[&str]) -> std::process::Output {
+    let config = config_dir();
+    let mut args = vec![
+        "bill",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--month",
+        month,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    // Unencrypted test data: no data key.
+    evn_env(&args, &[], &["EVN_DATA_KEY_FILE"])
+}
+
+#[test]
+fn bill_writes_pdf_csv_and_manifest_and_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(
+        &data,
+        &[stored(
+            "c1",
+            "K1002",
+            "2026-11-05T10:00:00Z",
+            "+4915112345678",
+            "mobile",
+        )],
+    );
+    let o = bill(&data, &out, "2026-11", &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let dir = out.join("2026-11");
+    for f in [
+        "K1002.pdf",
+        "K1002.v1.pdf",
+        "K1002.csv",
+        "K1002.v1.csv",
+        "manifest.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(dir.to_str().unwrap()), "{stdout}");
+    // Not a terminal: no progress bar in the output.
+    assert!(!stderr.contains("EVNs "), "{stderr}");
+}
+
+#[test]
+fn bill_month_without_data_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let o = bill(&data, &out, "2026-10", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("no stored calls for 2026-10"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn bill_usage_and_config_errors_exit_2_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(
+        &data,
+        &[stored(
+            "c1",
+            "K9999",
+            "2026-11-05T10:00:00Z",
+            "+4915112345678",
+            "mobile",
+        )],
+    );
+    let o = bill(&data, &out, "2026-11", &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("K9999"));
+    for extra in [&["--customer", "K0000"][..], &["--shard", "3/3"][..]] {
+        let o = bill(&data, &out, "2026-11", extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+    }
+    assert!(!out.exists());
+}

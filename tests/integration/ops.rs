@@ -1,0 +1,223 @@
+//! Ingest under operations: SIGTERM, a broker that stalls and comes back, a member joining
+//! mid-stream, metrics and readiness, and a second Parquet reader (pyarrow).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// A broker whose 8-partition topic already holds `n` synthetic CDRs.
+fn backlog(topic: &str, n: usize) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
+    let broker = Broker::start(&[&format!("{topic}:8"), &format!("{topic}.dlq:1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdrs.jsonl");
+    write_cdrs(&file, n, &format!("{topic}-"));
+    produce(&broker, topic, &file);
+    let data = dir.path().join("data");
+    (broker, dir, data)
+}
+
+/// An ingest member; `idle` None runs until signalled.
+fn member(
+    broker: &Broker,
+    topic: &str,
+    data: &std::path::Path,
+    idle: Option<u32>,
+    extra: &[String],
+) -> Child {
+    let mut args = ingest_args(broker, topic, "g", data);
+    match idle {
+        Some(s) => *args.last_mut().unwrap() = s.to_string(),
+        None => args.truncate(args.len() - 2),
+    }
+    args.extend(["--flush-interval-secs".into(), "1".into()]);
+    args.extend(extra.iter().cloned());
+    Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ingest exit status {}", out.status);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().expect("summary line")).unwrap()
+}
+
+fn assert_exactly_once(data: &std::path::Path, n: usize) {
+    let ids = stored_ids(data);
+    assert_eq!(ids.len(), n, "every produced CDR is stored");
+    assert!(ids.values().all(|c| *c == 1), "no CDR is stored twice");
+}
+
+#[test]
+fn sigterm_commits_what_it_holds_prints_the_summary_and_exits_0() {
+    const N: usize = 40_000;
+    let (broker, _dir, data) = backlog("term", N);
+    // A long flush interval: whatever is stored after SIGTERM was committed by the shutdown.
+    let port = free_port();
+    let mut args = ingest_args(&broker, "term", "g", &data);
+    args.truncate(args.len() - 2);
+    args.extend([
+        "--flush-interval-secs".into(),
+        "600".into(),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let child = Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            http_get(port, "/metrics").is_some_and(|(_, body)| {
+                body.lines().any(|l| {
+                    l.strip_prefix("evn_ingest_buffered_rows ")
+                        .is_some_and(|v| v.trim() != "0")
+                })
+            })
+        }),
+        "ingest holds uncommitted rows"
+    );
+    assert_eq!(stored_ids(&data).len(), 0, "nothing committed before SIGTERM");
+    signal(child.id(), "TERM");
+    let summary = finish(child);
+    let stored = summary["stored"].as_u64().unwrap() as usize;
+    assert!(stored > 0, "SIGTERM commits the buffers: {summary}");
+    assert_eq!(stored_ids(&data).len(), stored, "the summary matches the files");
+    ingest_to_end(&broker, "term", "g", &data);
+    assert_exactly_once(&data, N);
+}
+
+#[test]
+fn a_broker_that_stalls_and_comes_back_loses_nothing_and_duplicates_nothing() {
+    const N: usize = 40_000;
+    let (broker, _dir, data) = backlog("stall", N);
+    let child = member(&broker, "stall", &data, Some(3), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = broker.pid();
+    signal(pid, "STOP");
+    // Longer than the group session timeout (10 s): the group forgets the member meanwhile.
+    std::thread::sleep(Duration::from_secs(12));
+    signal(pid, "CONT");
+    finish(child);
+    let again = ingest_to_end(&broker, "stall", "g", &data);
+    assert_eq!(again["stored"], 0, "nothing was left behind: {again}");
+    assert_exactly_once(&data, N);
+}
+
+#[test]
+fn a_member_joining_mid_stream_keeps_exactly_once() {
+    const N: usize = 60_000;
+    let (broker, _dir, data) = backlog("join", N);
+    let a = member(&broker, "join", &data, Some(3), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = member(&broker, "join", &data, Some(3), &[]);
+    let (sa, sb) = (finish(a), finish(b));
+    let stored = sa["stored"].as_u64().unwrap() + sb["stored"].as_u64().unwrap();
+    assert_eq!(stored as usize, N, "the two members stored every CDR once: {sa} {sb}");
+    assert_exactly_once(&data, N);
+}
+
+#[test]
+fn metrics_move_and_readiness_follows_the_broker() {
+    const N: usize = 2_000;
+    let (broker, _dir, data) = backlog("metrics", N);
+    let port = free_port();
+    let child = member(
+        &broker,
+        "metrics",
+        &data,
+        None,
+        &["--metrics-listen".into(), format!("127.0.0.1:{port}")],
+    );
+    let metric = |name: &str| -> Option<u64> {
+        let (_, body) = http_get(port, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            "evn_ingest_records_stored_total"
+        ) == Some(N as u64)),
+        "stored counter reaches {N}: {:?}",
+        http_get(port, "/metrics")
+    );
+    assert_eq!(metric("evn_ingest_records_consumed_total"), Some(N as u64));
+    assert!(metric("evn_ingest_files_written_total").unwrap() >= 1);
+    let (_, body) = http_get(port, "/metrics").unwrap();
+    assert!(body.contains("evn_ingest_commit_duration_seconds_count"));
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            http_get(port, "/metrics").is_some_and(|(_, b)| {
+                b.contains("evn_ingest_consumer_lag_records{topic=\"metrics\",partition=\"0\"} 0")
+            })
+        }),
+        "lag per partition is reported and reaches 0"
+    );
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    assert_eq!(http_get(port, "/readyz").unwrap().0, 200);
+    drop(broker); // the broker goes away
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(port, "/readyz")
+            .is_some_and(|(s, _)| s == 503)),
+        "not ready while the broker is unreachable"
+    );
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200, "but alive");
+    signal(child.id(), "TERM");
+    let summary = finish(child);
+    assert_eq!(summary["stored"], N as u64);
+}
+
+#[test]
+fn pyarrow_reads_the_parquet_ingest_wrote() {
+    const N: usize = 3_000;
+    let (broker, _dir, data) = backlog("pyarrow", N);
+    ingest_to_end(&broker, "pyarrow", "g", &data);
+    let ours = stored_rows(&data);
+    let total: rust_decimal::Decimal = ours.iter().map(|r| r.call.charge_eur).sum();
+    let script = r#"
+import sys, pyarrow, pyarrow.dataset as ds
+d = ds.dataset(sys.argv[1] + "/cdrs", format="parquet", partitioning="hive")
+t = d.to_table()
+print(t.num_rows)
+print(t.schema.field("charge_eur").type)
+print(t.schema.field("start_time").type)
+print(sum(v for v in t.column("charge_eur").to_pylist()))
+print(sorted(set(str(m) for m in t.column("billing_month").to_pylist())))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, data.to_str().unwrap()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "pyarrow could not read the data (scripts/test.sh installs pyarrow): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], N.to_string());
+    assert_eq!(lines[1], "decimal128(18, 4)");
+    assert_eq!(lines[2], "timestamp[us, tz=UTC]");
+    assert_eq!(lines[3], total.to_string(), "pyarrow's sum equals ours");
+    assert_eq!(lines[4], "['2026-11']", "the Hive partition column");
+}

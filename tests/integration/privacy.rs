@@ -1,0 +1,566 @@
+//! Issue 8: retention (six months after the send date, legal holds, crash safety), the
+//! customer's export, and erasure, through the real binary on Parquet written by evn-store.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::*;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    config: PathBuf,
+    data: PathBuf,
+    evn: PathBuf,
+}
+
+const JAN_A: &str = "cdrs+0+00000000000000000000-00000000000000000006.parquet";
+const JAN_B: &str = "cdrs+1+00000000000000000000-00000000000000000000.parquet";
+const MAR: &str = "cdrs+0+00000000000000000007-00000000000000000009.parquet";
+const MAY: &str = "cdrs+0+00000000000000000010-00000000000000000010.parquet";
+
+/// 2026-01 billed 2026-02-03 (K1001, K1002, K9), 2026-03 billed 2026-04-02 (K1001, K9),
+/// 2026-05 not billed. K9 is a former customer: not in customers.csv.
+fn fixture(keys: Option<std::sync::Arc<evn_store::Keyring>>) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_owned();
+    let (config, data, evn) = (root.join("config"), root.join("data"), root.join("evn"));
+    std::fs::create_dir_all(&config).unwrap();
+    for f in std::fs::read_dir(config_dir()).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, config.join(p.file_name().unwrap())).unwrap();
+    }
+    let c = |id: &str, m: &str, i: u32| privacy_call(id, m, i, false);
+    let jan_a = vec![
+        c("K1001", "2026-01", 0),
+        c("K1002", "2026-01", 1),
+        c("K9", "2026-01", 2),
+        c("K1001", "2026-01", 3),
+        c("K1002", "2026-01", 4),
+        c("K9", "2026-01", 5),
+        c("K1001", "2026-01", 6),
+    ];
+    write_month_file(&data, "2026-01", JAN_A, &jan_a, keys.clone());
+    write_month_file(
+        &data,
+        "2026-01",
+        JAN_B,
+        &[c("K1001", "2026-01", 7)],
+        keys.clone(),
+    );
+    let mar = vec![
+        c("K1001", "2026-03", 7),
+        privacy_call("K1001", "2026-03", 8, true),
+        c("K9", "2026-03", 9),
+    ];
+    write_month_file(&data, "2026-03", MAR, &mar, keys.clone());
+    write_month_file(&data, "2026-05", MAY, &[c("K1002", "2026-05", 10)], keys);
+    write_billed_month(&evn, "2026-01", "2026-02-03", &["K1001", "K1002", "K9"]);
+    write_billed_month(&evn, "2026-03", "2026-04-02", &["K1001", "K9"]);
+    Fixture {
+        _tmp: tmp,
+        config,
+        data,
+        evn,
+    }
+}
+
+impl Fixture {
+    fn run(&self, sub: &str, extra: &[&str]) -> Output {
+        let (c, d, e) = (
+            self.config.to_str().unwrap(),
+            self.data.to_str().unwrap(),
+            self.evn.to_str().unwrap(),
+        );
+        let mut args = vec![sub, "--config", c, "--data", d, "--evn", e];
+        args.extend_from_slice(extra);
+        evn(&args)
+    }
+
+    fn retention(&self, today: &str) -> String {
+        let out = self.run("retention", &["--today", today]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn hold(&self, lines: &[&str]) {
+        let mut text = "customer_id,month,reason,since\n".to_owned();
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(self.config.join("legal-holds.csv"), text).unwrap();
+    }
+
+    /// The data and EVN directories (the config is the test's to change).
+    fn tree(&self) -> std::collections::BTreeMap<String, String> {
+        let mut t = tree(&self.data);
+        t.extend(
+            tree(&self.evn)
+                .into_iter()
+                .map(|(k, v)| (format!("evn/{k}"), v)),
+        );
+        t
+    }
+
+    /// (month, customer) of every stored row, sorted.
+    fn stored(&self) -> Vec<(String, String)> {
+        let mut rows: Vec<_> = stored_rows(&self.data)
+            .into_iter()
+            .map(|r| (r.call.billing_month.to_string(), r.call.customer_id))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn evn_files(&self, month: &str) -> Vec<String> {
+        let mut names: Vec<String> = match std::fs::read_dir(self.evn.join(month)) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    fn manifest_customers(&self, month: &str) -> Vec<String> {
+        let text = std::fs::read(self.evn.join(month).join("manifest.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        v["customers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+fn months(rows: &[(String, String)]) -> Vec<String> {
+    let mut m: Vec<String> = rows.iter().map(|(m, _)| m.clone()).collect();
+    m.dedup();
+    m
+}
+
+#[test]
+fn retention_keeps_through_the_boundary_and_deletes_the_day_after() {
+    let f = fixture(None);
+    let before = f.tree();
+    // 2026-02-03 + 6 months = 2026-08-03: the last day January may be kept.
+    for today in ["2026-08-02", "2026-08-03"] {
+        let out = f.retention(today);
+        assert!(
+            out.contains("keep 2026-01: billed 2026-02-03, kept until 2026-08-03"),
+            "{out}"
+        );
+        assert_eq!(f.tree(), before, "{today}: nothing changes");
+    }
+    let out = f.retention("2026-08-04");
+    assert!(
+        out.contains("delete 2026-01: billed 2026-02-03, retention ended 2026-08-03"),
+        "{out}"
+    );
+    assert!(out.contains("delete traffic data 2026-01"), "{out}");
+    assert!(out.contains("delete EVNs 2026-01"), "{out}");
+    assert!(out.contains("keep 2026-05: not billed yet"), "{out}");
+    assert_eq!(months(&f.stored()), ["2026-03", "2026-05"]);
+    assert!(!f.evn.join("2026-01").exists());
+    assert!(!f.data.join("cdrs/billing_month=2026-01").exists());
+    assert!(f.evn.join("2026-03/manifest.json").exists());
+    // Nothing hidden left behind, and a re-run has nothing to do.
+    let after = f.tree();
+    assert!(after.keys().all(|k| !k.contains(".deleting-")), "{after:?}");
+    let again = f.retention("2026-08-04");
+    assert!(again.lines().all(|l| !l.starts_with("delete")), "{again}");
+    assert_eq!(f.tree(), after);
+}
+
+#[test]
+fn a_month_never_billed_is_kept_with_a_warning_when_old() {
+    let f = fixture(None);
+    let out = f.retention("2027-06-01");
+    assert!(
+        out.contains("keep 2026-05: WARNING never billed, ended more than 12 months ago"),
+        "{out}"
+    );
+    assert_eq!(f.stored(), [("2026-05".to_owned(), "K1002".to_owned())]);
+}
+
+#[test]
+fn a_legal_hold_keeps_only_the_held_customer_until_it_is_lifted() {
+    let f = fixture(None);
+    f.hold(&["K1002,2026-01,objection of 2026-02-20 (ticket 4711),2026-02-21"]);
+    let out = f.retention("2026-08-04");
+    assert!(
+        out.contains("delete 2026-01 except legal holds of K1002"),
+        "{out}"
+    );
+    // JAN_A is rewritten to K1002's rows; JAN_B (K1001 only) goes.
+    assert!(
+        out.contains(&format!(
+            "rewrite traffic data file {}",
+            f.data
+                .join("cdrs/billing_month=2026-01")
+                .join(JAN_A)
+                .display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("(all 1 rows)"), "{out}");
+    let jan: Vec<_> = f
+        .stored()
+        .into_iter()
+        .filter(|(m, _)| m == "2026-01")
+        .collect();
+    assert_eq!(jan, vec![("2026-01".to_owned(), "K1002".to_owned()); 2]);
+    assert_eq!(
+        f.evn_files("2026-01"),
+        ["K1002.pdf", "K1002.v1.csv", "K1002.v1.pdf", "manifest.json"]
+    );
+    assert_eq!(f.manifest_customers("2026-01"), ["K1002"]);
+    // March has no hold: it goes when its own six months are over, whatever January's hold.
+    assert!(f.evn.join("2026-03").exists());
+
+    // A re-run with the hold in place changes nothing more.
+    let held = f.tree();
+    f.retention("2026-08-05");
+    assert_eq!(f.tree(), held);
+
+    // Lifting the hold: the next run deletes the rest.
+    f.hold(&[]);
+    let out = f.retention("2026-08-05");
+    assert!(out.contains("delete traffic data 2026-01"), "{out}");
+    assert!(!f.evn.join("2026-01").exists());
+    assert!(f.stored().iter().all(|(m, _)| m != "2026-01"));
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let f = fixture(None);
+    f.hold(&["K1002,2026-01,objection,2026-02-21"]);
+    let stale = f
+        .data
+        .join("_staging/dead-writer/billing_month=2026-01+x.parquet");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, "rows").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let before = f.tree();
+    let out = f.run("retention", &["--today", "2027-01-01", "--dry-run"]);
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.contains("[dry run] delete 2026-01 except legal holds of K1002"),
+        "{out}"
+    );
+    assert!(out.contains("[dry run] rewrite traffic data file"), "{out}");
+    assert!(
+        out.contains("[dry run] delete traffic data 2026-03"),
+        "{out}"
+    );
+    assert!(out.contains("[dry run] delete stale staging file"), "{out}");
+    assert_eq!(f.tree(), before);
+}
+
+#[test]
+fn an_interrupted_deletion_is_invisible_and_finished_by_the_next_run() {
+    let f = fixture(None);
+    // The state a kill -9 leaves between the rename and the end of the removal: January
+    // renamed and half removed, the EVN folder renamed, a rewrite's temp file in March.
+    let cdrs = f.data.join("cdrs");
+    std::fs::rename(
+        cdrs.join("billing_month=2026-01"),
+        cdrs.join(".deleting-billing_month=2026-01"),
+    )
+    .unwrap();
+    std::fs::remove_file(cdrs.join(".deleting-billing_month=2026-01").join(JAN_B)).unwrap();
+    std::fs::rename(f.evn.join("2026-01"), f.evn.join(".deleting-2026-01")).unwrap();
+    let tmp = cdrs
+        .join("billing_month=2026-03")
+        .join(format!(".{MAR}.privacy-tmp"));
+    std::fs::write(&tmp, "half a parquet file").unwrap();
+
+    // Readers never see the half-deleted month: not the store, not the export, not billing.
+    assert_eq!(months(&f.stored()), ["2026-03", "2026-05"]);
+    let out = evn(&[
+        "export",
+        "--customer",
+        "K1001",
+        "--data",
+        f.data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("\"2026-01\""));
+
+    // The next run (inside every retention period) only finishes the leftovers.
+    let out = f.retention("2026-02-10");
+    assert_eq!(
+        out.matches("remove leftover of an interrupted run").count(),
+        3,
+        "{out}"
+    );
+    let after = f.tree();
+    assert!(
+        after
+            .keys()
+            .all(|k| !k.contains(".deleting-") && !k.contains("privacy-tmp")),
+        "{after:?}"
+    );
+    assert_eq!(months(&f.stored()), ["2026-03", "2026-05"]);
+    assert_eq!(f.evn_files("2026-03").len(), 7);
+}
+
+#[test]
+fn retention_sweeps_stale_staging_files_but_not_what_recovery_needs() {
+    let f = fixture(None);
+    let dir = f.data.join("_staging/w1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+    let (stale, fresh, needed) = (
+        dir.join("stale.parquet"),
+        dir.join("fresh.parquet"),
+        dir.join("needed.parquet"),
+    );
+    for p in [&stale, &fresh, &needed] {
+        std::fs::write(p, "rows").unwrap();
+    }
+    for p in [&stale, &needed] {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let record = f.data.join("_ingest/cdrs/0");
+    std::fs::create_dir_all(&record).unwrap();
+    let commit = serde_json::json!({"topic": "cdrs", "partition": 0, "first": 11, "last": 11, "writer": "w1",
+        "files": [{"month": "2026-05", "staging": "_staging/w1/needed.parquet",
+                   "file": "cdrs/billing_month=2026-05/x.parquet", "rows": 1, "bytes": 4}]});
+    std::fs::write(record.join("11.json"), commit.to_string()).unwrap();
+    let out = f.retention("2026-02-10");
+    assert!(out.contains("delete stale staging file"), "{out}");
+    assert!(!stale.exists());
+    assert!(fresh.exists() && needed.exists());
+}
+
+#[test]
+fn a_malformed_legal_holds_file_is_a_configuration_error() {
+    let f = fixture(None);
+    f.hold(&[
+        "K1002,2026-01,objection,2026-02-21",
+        "K1003,January,objection,2026-02-21",
+    ]);
+    let before = f.tree();
+    let out = f.run("retention", &["--today", "2027-01-01"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("legal-holds.csv:3: month"), "{err}");
+    assert_eq!(f.tree(), before);
+}
+
+#[test]
+fn retention_with_a_hold_keeps_encrypted_data_encrypted() {
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), format!("{}\n", "ab".repeat(32))).unwrap();
+    let keys = std::sync::Arc::new(evn_store::Keyring::load(key_file.path()).unwrap());
+    let f = fixture(Some(keys.clone()));
+    f.hold(&["K1002,2026-01,objection,2026-02-21"]);
+    let (c, d, e) = (
+        f.config.to_str().unwrap(),
+        f.data.to_str().unwrap(),
+        f.evn.to_str().unwrap(),
+    );
+    let args = [
+        "retention",
+        "--config",
+        c,
+        "--data",
+        d,
+        "--evn",
+        e,
+        "--today",
+        "2026-08-04",
+    ];
+    // Without the key the held month cannot be rewritten: an error, and nothing changes.
+    let before = f.tree();
+    let out = evn_env(&args, &[], &["EVN_DATA_KEY_FILE"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.tree(), before);
+    let out = evn_env(
+        &args,
+        &[("EVN_DATA_KEY_FILE", key_file.path().to_str().unwrap())],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = f.data.join("cdrs/billing_month=2026-01").join(JAN_A);
+    assert!(
+        evn_store::read_file(&file, &mut |_| {}).is_err(),
+        "still encrypted"
+    );
+    let mut held = Vec::new();
+    evn_store::read_file_with(&file, Some(&keys), &mut |r| held.push(r.call.customer_id)).unwrap();
+    assert_eq!(held, ["K1002", "K1002"]);
+}
+
+fn export(data: &Path, customer: &str, format: &[&str]) -> String {
+    let mut args = vec![
+        "export",
+        "--customer",
+        customer,
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(format);
+    let out = evn(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn export_equals_the_stored_rows_without_counselling_calls() {
+    let f = fixture(None);
+    let expected: Vec<evn_store::StoredCall> = stored_rows(&f.data)
+        .into_iter()
+        .filter(|r| r.call.customer_id == "K1001" && !r.call.counselling)
+        .collect();
+    assert_eq!(expected.len(), 5);
+    let jsonl = export(&f.data, "K1001", &[]);
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), expected.len(), "{jsonl}");
+    for (line, row) in lines.iter().zip(&expected) {
+        let c = &row.call;
+        assert_eq!(line["billing_month"], c.billing_month.to_string());
+        assert_eq!(line["customer_id"], "K1001");
+        assert_eq!(line["cdr_id"], c.cdr_id);
+        assert_eq!(line["called_number"], c.called_number);
+        assert_eq!(line["calling_number"], c.calling_number);
+        assert_eq!(line["duration_s"], c.duration_s);
+        assert_eq!(line["charge_eur"], c.charge_eur.to_string());
+        assert_eq!(
+            line["start_time"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap(),
+            c.start_time
+        );
+        assert_eq!(line["source_offset"], row.source_offset);
+    }
+    assert!(
+        !jsonl.contains("+498001110111"),
+        "counselling calls are withheld"
+    );
+    let csv = export(&f.data, "K1001", &["--format", "csv"]);
+    let mut csv_lines = csv.lines();
+    assert!(csv_lines
+        .next()
+        .unwrap()
+        .starts_with("billing_month,customer_id,start_time,"));
+    assert_eq!(csv_lines.count(), expected.len());
+    // A customer without data: the header only.
+    assert_eq!(
+        export(&f.data, "K4242", &["--format", "csv"])
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(export(&f.data, "K4242", &[]), "");
+}
+
+#[test]
+fn erase_refuses_while_the_law_needs_the_data_and_succeeds_after() {
+    let f = fixture(None);
+    let before = f.tree();
+    let stored_before = f.stored();
+    let refused = |today: &str, why: &str| {
+        let out = f.run("erase", &["--customer", "K9", "--today", today]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains(why), "{err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(f.tree(), before, "a refusal changes nothing");
+    };
+    // A current customer is never erased.
+    let out = f.run("erase", &["--customer", "K1001", "--today", "2027-01-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still listed in customers.csv"));
+    // A legal hold.
+    f.hold(&["K9,2026-01,objection of 2026-02-20,2026-02-21"]);
+    refused("2026-07-01", "legal hold on 2026-01");
+    // March billed 2026-04-02: disputable through 2026-05-28 (8 weeks).
+    f.hold(&[]);
+    std::fs::remove_file(f.config.join("legal-holds.csv")).unwrap();
+    refused("2026-05-28", "can be disputed until 2026-05-28");
+
+    let out = f.run("erase", &["--customer", "K9", "--today", "2026-05-29"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.contains("erased K9: 3 stored calls, 6 EVN files"),
+        "{out}"
+    );
+    let others: Vec<_> = stored_before
+        .into_iter()
+        .filter(|(_, c)| c != "K9")
+        .collect();
+    assert_eq!(
+        f.stored(),
+        others,
+        "everyone else's rows are untouched, K9's are gone"
+    );
+    for month in ["2026-01", "2026-03"] {
+        assert!(f.evn_files(month).iter().all(|n| !n.starts_with("K9.")));
+        assert!(!f.manifest_customers(month).contains(&"K9".to_owned()));
+    }
+    assert_eq!(f.manifest_customers("2026-01"), ["K1001", "K1002"]);
+}
+
+#[test]
+fn erase_waits_for_a_month_not_billed_yet() {
+    let f = fixture(None);
+    write_month_file(
+        &f.data,
+        "2026-06",
+        "cdrs+0+x.parquet",
+        &[privacy_call("K9", "2026-06", 1, false)],
+        None,
+    );
+    let out = f.run(
+        "erase",
+        &["--customer", "K9", "--today", "2026-07-01", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("2026-06 holds their calls and is not billed yet"));
+}

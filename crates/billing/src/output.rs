@@ -1,11 +1,13 @@
 //! Output files appear whole or not at all, and survive a power cut once the run says so.
 //!
-//! A batch of customers is staged as hidden temporary files (`.<name>.<pid>.tmp`), made
-//! durable together (one `syncfs` on Linux instead of an fsync per file: at 0.7 ms an fsync,
-//! four files per customer would cost more than rendering them), then renamed into place, and
-//! the folder is fsynced. The unnumbered "current" copies (`<id>.pdf`, `<id>.csv`) are hard
-//! links to the numbered version files, swapped in by rename: no second write of the bytes,
-//! and a reader sees the old or the new version, never a mix.
+//! A batch of customers is staged as temporary files in hidden staging folders next to the
+//! month's files (one per rendering thread: two threads creating files in one folder spent a
+//! tenth of the run spinning on its lock), made durable together (one `syncfs` on Linux
+//! instead of an fsync per file: at 0.7 ms an fsync, four files per customer would cost more
+//! than rendering them), then renamed into place, and the folder is fsynced. The unnumbered
+//! "current" copies (`<id>.pdf`, `<id>.csv`) are hard links to the numbered version files,
+//! swapped in by rename: no second write of the bytes, and a reader sees the old or the new
+//! version, never a mix.
 
 use std::fs::File;
 use std::io::Write;
@@ -32,9 +34,25 @@ fn tmp_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// Writes `bytes` under a temporary name next to `name` (not yet durable: see [`publish`]).
+/// Prefix of this process's staging folders in a month folder.
+fn staging_prefix() -> String {
+    format!(".staging-{}-", std::process::id())
+}
+
+/// Writes `bytes` to a staging folder of the calling thread, to become `dir/name` (not yet
+/// durable: see [`publish`]).
 pub(crate) fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<Staged, BillError> {
-    let tmp = tmp_path(dir, name);
+    let staging = dir.join(format!(
+        "{}{}",
+        staging_prefix(),
+        rayon::current_thread_index().map_or_else(|| "main".to_owned(), |i| i.to_string())
+    ));
+    match std::fs::create_dir(&staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(BillError::io(&staging, e)),
+    }
+    let tmp = staging.join(name);
     let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes));
     if let Err(e) = written {
         std::fs::remove_file(&tmp).ok();
@@ -83,13 +101,21 @@ pub(crate) fn publish(dir: &Path, publications: Vec<Publication>) -> Result<(), 
     sync_dir(dir)
 }
 
-/// Writes one small file atomically and durably (the manifest): temp file, fsync, rename.
-/// The caller fsyncs the folder.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BillError> {
+/// Writes one file atomically and durably (the manifest): `write` fills a temporary file
+/// (buffered, so a large manifest is never held as one string), fsync, rename. The caller
+/// fsyncs the folder.
+pub(crate) fn write_atomic(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), BillError> {
     let tmp = tmp_path(dir, name);
     let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+        write(&mut w)?;
+        let f = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         f.sync_all()?;
         std::fs::rename(&tmp, dir.join(name))
     })();
@@ -123,12 +149,35 @@ fn durable(_dir: &Path, staged: &[&Staged]) -> Result<(), BillError> {
     Ok(())
 }
 
-/// `current` becomes another name of `versioned`: a hard link under a temporary name, renamed
-/// over the old copy. Where hard links are not supported, a durable copy instead.
+/// Removes this process's staging folders (empty unless a batch failed half-way).
+pub(crate) fn cleanup(dir: &Path) {
+    let prefix = staging_prefix();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            std::fs::remove_dir_all(e.path()).ok();
+        }
+    }
+}
+
+/// `current` becomes another name of `versioned`: a hard link (under a temporary name,
+/// renamed over the old copy, if there is one). Where hard links are not supported, a
+/// durable copy instead.
 fn link_current(dir: &Path, versioned: &str, current: &str) -> Result<(), BillError> {
+    let from = dir.join(versioned);
+    // The first version: nothing to replace, one link does it.
+    match std::fs::hard_link(&from, dir.join(current)) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => {} // no hard links here: the copy below
+    }
     let tmp = tmp_path(dir, current);
     std::fs::remove_file(&tmp).ok();
-    let from = dir.join(versioned);
     let linked = std::fs::hard_link(&from, &tmp).or_else(|_| {
         std::fs::copy(&from, &tmp)?;
         File::open(&tmp)?.sync_all()
@@ -168,17 +217,17 @@ mod tests {
             "zwei"
         );
         assert_eq!(std::fs::read_to_string(dir.join("K1.pdf")).unwrap(), "zwei");
-        let names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
-
         let staged = stage(dir, "K2.v1.pdf", b"x").unwrap();
         discard(vec![Publication {
             files: vec![staged],
             current: vec![],
         }]);
-        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 3);
+        cleanup(dir);
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     }
 }

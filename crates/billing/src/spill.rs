@@ -295,8 +295,8 @@ mod tests {
             charge_eur: Decimal::from_str("0.1234").unwrap() * Decimal::from(i),
             billing_month: BillingMonth::of(start_time),
             plan: "office_basic".into(),
-            shortened: i % 2 == 0,
-            counselling: i % 3 == 0,
+            shortened: i.is_multiple_of(2),
+            counselling: i.is_multiple_of(3),
         }
     }
 

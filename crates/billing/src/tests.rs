@@ -878,7 +878,7 @@ fn five_thousand_row_customer_renders_completely() {
     assert_eq!(numbers, (1..=5000).collect::<Vec<_>>());
     // 5000 × 0,1000 € + 0,0001 € × (0 + … + 4999) = 500 + 1.249,75
     let total: Decimal = rows.iter().map(|r| r.call.charge_eur).sum();
-    assert_eq!(total, Decimal::new(1_749_7500, 4));
+    assert_eq!(total, Decimal::new(17_497_500, 4));
     let last = page_texts.last().unwrap();
     assert!(
         last.lines().any(|l| l.contains("Gesamtsumme (netto)")

@@ -643,7 +643,9 @@ fn tag_subset_fonts(lo: &mut lopdf::Document) {
 /// their bytes' hash: compressing the same 20 KB font in every document was a third of a
 /// short EVN's rendering time.
 fn deflate_cached(content: &[u8]) -> Arc<Vec<u8>> {
-    static CACHE: OnceLock<Mutex<HashMap<(usize, u128), Arc<Vec<u8>>>>> = OnceLock::new();
+    /// (length, xxh3-128) of the plain bytes → the deflated bytes.
+    type Cache = Mutex<HashMap<(usize, u128), Arc<Vec<u8>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = (content.len(), xxhash_rust::xxh3::xxh3_128(content));
     let cache = CACHE.get_or_init(Default::default);
     if let Some(hit) = cache.lock().expect("deflate cache").get(&key) {

@@ -3,10 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::str::FromStr;
-
-use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 
 use crate::sample::{big_doc, header, small_doc};
 use crate::{render_pdf, EvnDocument};

@@ -160,7 +160,7 @@ pub fn stress_doc() -> EvnDocument {
             } else {
                 "Mobilfunk".into()
             },
-            charge: Decimal::new(99_999_9999 + i, 4),
+            charge: Decimal::new(999_999_999 + i, 4),
             hidden: false,
             shortened: i % 4 == 2,
         })

@@ -19,8 +19,8 @@ fn cdrs(n: usize) -> Vec<Vec<u8>> {
     ];
     (0..n)
         .map(|i| {
-            let start = DateTime::from_timestamp(1_793_500_000 + (i as i64 * 7) % 2_500_000, 0)
-                .unwrap();
+            let start =
+                DateTime::from_timestamp(1_793_500_000 + (i as i64 * 7) % 2_500_000, 0).unwrap();
             let answer = start + Duration::seconds(5);
             let end = answer + Duration::milliseconds(1 + (i as i64 * 7919) % 900_000);
             serde_json::json!({

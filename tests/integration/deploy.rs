@@ -80,7 +80,10 @@ fn kubernetes_manifests_parse_and_are_fit_to_run() {
     ] {
         assert!(kinds.contains(k), "a {k} is deployed");
     }
-    assert!(!kinds.contains("Secret"), "secrets are created by the operator, never committed");
+    assert!(
+        !kinds.contains("Secret"),
+        "secrets are created by the operator, never committed"
+    );
     let mut workloads = 0;
     for (file, doc) in &docs {
         let Some(pod) = pod_spec(doc) else { continue };
@@ -172,7 +175,10 @@ fn kubernetes_manifests_parse_and_are_fit_to_run() {
     for f in std::fs::read_dir(repo().join("deploy/k8s")).unwrap() {
         let name = f.unwrap().file_name().to_string_lossy().into_owned();
         if name != "kustomization.yaml" {
-            assert!(kustomization.contains(&name), "{name} is in kustomization.yaml");
+            assert!(
+                kustomization.contains(&name),
+                "{name} is in kustomization.yaml"
+            );
         }
     }
 }
@@ -198,8 +204,14 @@ fn compose_runs_a_real_kraft_kafka_and_inlines_no_secret() {
         assert_flags_exist(name, &cmd[1..].join(" "));
     }
     assert!(services.len() >= 4);
-    let secret = str_of(&v["services"]["serve"], &["environment", "EVN_PORTAL_SECRET"]);
-    assert!(secret.starts_with("${"), "the portal secret comes from the environment");
+    let secret = str_of(
+        &v["services"]["serve"],
+        &["environment", "EVN_PORTAL_SECRET"],
+    );
+    assert!(
+        secret.starts_with("${"),
+        "the portal secret comes from the environment"
+    );
 }
 
 #[test]
@@ -212,6 +224,9 @@ fn dockerfile_is_multi_stage_and_runs_unprivileged() {
         .rev()
         .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER line");
-    assert!(!user.starts_with('0') && !user.starts_with("root"), "{user}");
+    assert!(
+        !user.starts_with('0') && !user.starts_with("root"),
+        "{user}"
+    );
     assert!(text.contains("--locked"), "builds what Cargo.lock pins");
 }

@@ -86,7 +86,10 @@ fn rejections() -> Vec<(&'static str, Vec<u8>)> {
         ("not_an_object", b"[1,2]".to_vec()),
         ("missing_field", with("switch_id", None).into_bytes()),
         ("invalid_type", with("cdr_id", Some("12")).into_bytes()),
-        ("invalid_field", with("customer_id", Some(r#""""#)).into_bytes()),
+        (
+            "invalid_field",
+            with("customer_id", Some(r#""""#)).into_bytes(),
+        ),
         (
             "bad_number",
             with("called_number", Some(r#""0151 123""#)).into_bytes(),
@@ -167,19 +170,73 @@ fn rejections() -> Vec<(&'static str, Vec<u8>)> {
 fn first_batch() -> Vec<Vec<u8>> {
     let mut lines: Vec<String> = vec![
         // Month ends in Berlin time (DOMAIN.md's examples).
-        answered("edge-m1", "K1002", "+4915112345678", "2026-10-31T22:59:59Z", 60),
-        answered("edge-m2", "K1002", "+4915112345678", "2026-10-31T23:00:00Z", 60),
-        answered("edge-m3", "K1002", "+4915112345678", "2026-03-31T22:00:00Z", 60),
+        answered(
+            "edge-m1",
+            "K1002",
+            "+4915112345678",
+            "2026-10-31T22:59:59Z",
+            60,
+        ),
+        answered(
+            "edge-m2",
+            "K1002",
+            "+4915112345678",
+            "2026-10-31T23:00:00Z",
+            60,
+        ),
+        answered(
+            "edge-m3",
+            "K1002",
+            "+4915112345678",
+            "2026-03-31T22:00:00Z",
+            60,
+        ),
         // The repeated hour at the end of DST: 02:30 CEST and 02:30 CET.
-        answered("edge-d1", "K1002", "+4915112345678", "2026-10-25T00:30:00Z", 60),
-        answered("edge-d2", "K1002", "+4915112345678", "2026-10-25T01:30:00Z", 60),
+        answered(
+            "edge-d1",
+            "K1002",
+            "+4915112345678",
+            "2026-10-25T00:30:00Z",
+            60,
+        ),
+        answered(
+            "edge-d2",
+            "K1002",
+            "+4915112345678",
+            "2026-10-25T01:30:00Z",
+            60,
+        ),
         // Across the clock change: 02:59 CEST → 02:01 CET is 2 minutes, not -58.
-        answered("edge-d3", "K1002", "+4915112345678", "2026-10-25T00:59:00Z", 120),
+        answered(
+            "edge-d3",
+            "K1002",
+            "+4915112345678",
+            "2026-10-25T00:59:00Z",
+            120,
+        ),
         // Across the spring gap: 01:59 CET → 03:01 CEST is 2 minutes, not 62.
-        answered("edge-d4", "K1002", "+4915112345678", "2026-03-29T00:59:00Z", 120),
+        answered(
+            "edge-d4",
+            "K1002",
+            "+4915112345678",
+            "2026-03-29T00:59:00Z",
+            120,
+        ),
         // Offsets other than Z.
-        answered("edge-o1", "K1002", "+4915112345678", "2026-12-01T00:30:00+02:00", 60),
-        answered("edge-o2", "K1002", "+4915112345678", "2026-11-30T23:30:00-01:00", 60),
+        answered(
+            "edge-o1",
+            "K1002",
+            "+4915112345678",
+            "2026-12-01T00:30:00+02:00",
+            60,
+        ),
+        answered(
+            "edge-o2",
+            "K1002",
+            "+4915112345678",
+            "2026-11-30T23:30:00-01:00",
+            60,
+        ),
         // Fractional seconds round up.
         cdr(
             "edge-f1",
@@ -193,19 +250,67 @@ fn first_batch() -> Vec<Vec<u8>> {
         ),
         // K1001 shortens from 2026-11-15 (Berlin date): 22:59:59Z on the 14th is still 23:59:59
         // local on the 14th; 23:00:00Z is midnight of the 15th.
-        answered("edge-s1", "K1001", "+4915112345678", "2026-11-14T22:59:59Z", 61),
-        answered("edge-s2", "K1001", "+4915112345678", "2026-11-14T23:00:00Z", 61),
+        answered(
+            "edge-s1",
+            "K1001",
+            "+4915112345678",
+            "2026-11-14T22:59:59Z",
+            61,
+        ),
+        answered(
+            "edge-s2",
+            "K1001",
+            "+4915112345678",
+            "2026-11-14T23:00:00Z",
+            61,
+        ),
         // A counselling number (0800 111 0 111) of a shortening customer.
-        answered("edge-s3", "K1001", "+498001110111", "2026-11-20T10:00:00Z", 300),
+        answered(
+            "edge-s3",
+            "K1001",
+            "+498001110111",
+            "2026-11-20T10:00:00Z",
+            300,
+        ),
         // Flatrate: K1001's plan covers landline, K1002's does not.
-        answered("edge-fl1", "K1001", "+4930123456", "2026-11-10T10:00:00Z", 60),
-        answered("edge-fl2", "K1002", "+4930123456", "2026-11-10T10:00:00Z", 60),
+        answered(
+            "edge-fl1",
+            "K1001",
+            "+4930123456",
+            "2026-11-10T10:00:00Z",
+            60,
+        ),
+        answered(
+            "edge-fl2",
+            "K1002",
+            "+4930123456",
+            "2026-11-10T10:00:00Z",
+            60,
+        ),
         // Charges: 60/1 mobile, 60/60 service, free emergency.
-        answered("edge-c1", "K1002", "+4915112345678", "2026-11-11T10:00:00Z", 61),
-        answered("edge-c2", "K1002", "+4918012345", "2026-11-11T11:00:00Z", 61),
+        answered(
+            "edge-c1",
+            "K1002",
+            "+4915112345678",
+            "2026-11-11T10:00:00Z",
+            61,
+        ),
+        answered(
+            "edge-c2",
+            "K1002",
+            "+4918012345",
+            "2026-11-11T11:00:00Z",
+            61,
+        ),
         answered("edge-c3", "K1002", "112", "2026-11-11T12:00:00Z", 30),
         // The first copy of a switch duplicate; the second comes in the later batch.
-        answered("edge-dup", "K1002", "+4915112345678", "2026-11-12T10:00:00Z", 90),
+        answered(
+            "edge-dup",
+            "K1002",
+            "+4915112345678",
+            "2026-11-12T10:00:00Z",
+            90,
+        ),
     ];
     // Nothing to bill: each skip reason.
     for (id, dir, disp) in [
@@ -243,8 +348,22 @@ fn first_batch() -> Vec<Vec<u8>> {
 
 fn second_batch() -> Vec<Vec<u8>> {
     vec![
-        answered("edge-dup", "K1002", "+4915112345678", "2026-11-12T10:00:00Z", 90).into_bytes(),
-        answered("edge-late", "K1002", "+4915112345678", "2026-09-15T10:00:00Z", 60).into_bytes(),
+        answered(
+            "edge-dup",
+            "K1002",
+            "+4915112345678",
+            "2026-11-12T10:00:00Z",
+            90,
+        )
+        .into_bytes(),
+        answered(
+            "edge-late",
+            "K1002",
+            "+4915112345678",
+            "2026-09-15T10:00:00Z",
+            60,
+        )
+        .into_bytes(),
     ]
 }
 

@@ -95,12 +95,20 @@ fn sigterm_commits_what_it_holds_prints_the_summary_and_exits_0() {
         }),
         "ingest holds uncommitted rows"
     );
-    assert_eq!(stored_ids(&data).len(), 0, "nothing committed before SIGTERM");
+    assert_eq!(
+        stored_ids(&data).len(),
+        0,
+        "nothing committed before SIGTERM"
+    );
     signal(child.id(), "TERM");
     let summary = finish(child);
     let stored = summary["stored"].as_u64().unwrap() as usize;
     assert!(stored > 0, "SIGTERM commits the buffers: {summary}");
-    assert_eq!(stored_ids(&data).len(), stored, "the summary matches the files");
+    assert_eq!(
+        stored_ids(&data).len(),
+        stored,
+        "the summary matches the files"
+    );
     ingest_to_end(&broker, "term", "g", &data);
     assert_exactly_once(&data, N);
 }
@@ -131,7 +139,10 @@ fn a_member_joining_mid_stream_keeps_exactly_once() {
     let b = member(&broker, "join", &data, Some(3), &[]);
     let (sa, sb) = (finish(a), finish(b));
     let stored = sa["stored"].as_u64().unwrap() + sb["stored"].as_u64().unwrap();
-    assert_eq!(stored as usize, N, "the two members stored every CDR once: {sa} {sb}");
+    assert_eq!(
+        stored as usize, N,
+        "the two members stored every CDR once: {sa} {sb}"
+    );
     assert_exactly_once(&data, N);
 }
 

@@ -34,7 +34,11 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
         .env("EVN_DATA_KEY_FILE", &key_file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut files = Vec::new();
     walk(&data.join("cdrs"), &mut files);
@@ -56,7 +60,11 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
     let rows: usize = evn_store::list_months(&data)
         .unwrap()
         .into_iter()
-        .map(|m| evn_store::read_month_with(&data, m, Some(&keys)).unwrap().len())
+        .map(|m| {
+            evn_store::read_month_with(&data, m, Some(&keys))
+                .unwrap()
+                .len()
+        })
         .sum();
     assert_eq!(rows, N);
     // Another reader without the key gets an error, not data.
@@ -68,7 +76,10 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
         ])
         .output()
         .unwrap();
-    assert!(!py.status.success(), "pyarrow must not read an encrypted file");
+    assert!(
+        !py.status.success(),
+        "pyarrow must not read an encrypted file"
+    );
 
     // The switch re-sends everything (new offsets): dedup reads the stored calls through the
     // encryption and recognises every one.
@@ -79,10 +90,18 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
         .env("EVN_DATA_KEY_FILE", &key_file)
         .output()
         .unwrap();
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&again.stdout).lines().last().unwrap())
-            .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&again.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(summary["stored"], 0, "{summary}");
     assert_eq!(summary["skipped"]["duplicate"], N as u64, "{summary}");
 }
@@ -112,5 +131,8 @@ fn a_bad_key_file_is_a_configuration_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("data.key:1") && err.contains("64 hex digits"), "{err}");
+    assert!(
+        err.contains("data.key:1") && err.contains("64 hex digits"),
+        "{err}"
+    );
 }

@@ -291,7 +291,10 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
     Some((status, body))
 }
 
@@ -313,7 +316,13 @@ impl Serve {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("serve.log");
         let mut child = Command::new(bin())
-            .args(["serve", "--evn", evn_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--evn",
+                evn_dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("EVN_LOG", "info")
             // The log is read back as text: no colour codes.
@@ -380,7 +389,9 @@ pub fn evn_env(args: &[&str], set: &[(&str, &str)], unset: &[&str]) -> Output {
     for k in unset {
         cmd.env_remove(k);
     }
-    cmd.args(args).env("EVN_LOG", "warn").envs(set.iter().copied());
+    cmd.args(args)
+        .env("EVN_LOG", "warn")
+        .envs(set.iter().copied());
     cmd.output().expect("run evn")
 }
 

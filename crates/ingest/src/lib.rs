@@ -11,6 +11,6 @@ mod metrics;
 mod pipeline;
 mod summary;
 
-pub use pipeline::{run, IngestError, IngestOptions};
 pub use metrics::Metrics;
+pub use pipeline::{run, IngestError, IngestOptions};
 pub use summary::Summary;

@@ -518,7 +518,9 @@ impl State {
                 counts.files = record.files.len() as u64;
                 tracing::info!(topic = %tp.0, partition = tp.1, first = record.first, last, stored = counts.stored, consumed = counts.consumed, files = counts.files, millis = started.elapsed().as_millis() as u64, "committed");
                 self.total.merge(&counts);
-                self.opts.metrics.committed(&counts, started.elapsed().as_secs_f64());
+                self.opts
+                    .metrics
+                    .committed(&counts, started.elapsed().as_secs_f64());
                 self.buffered_rows -= buf.rows;
                 self.opts.metrics.set_buffered(self.buffered_rows);
                 if let Some(p) = self.parts.get_mut(tp) {
@@ -623,7 +625,11 @@ impl State {
 
 /// The high watermark librdkafka last saw in a fetch response; rdkafka 0.39 wraps only the
 /// network round trip (`fetch_watermarks`), which would stall the loop once per partition.
-fn cached_high_watermark(consumer: &StreamConsumer<Ctx>, topic: &str, partition: i32) -> Option<i64> {
+fn cached_high_watermark(
+    consumer: &StreamConsumer<Ctx>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
     let topic = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1_i64, -1_i64);
     // SAFETY: the client handle lives as long as `consumer`; librdkafka only reads the topic
@@ -637,5 +643,6 @@ fn cached_high_watermark(consumer: &StreamConsumer<Ctx>, topic: &str, partition:
             &mut high,
         )
     };
-    (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }

@@ -194,7 +194,11 @@ fn split(sealed: &[u8]) -> Result<(&str, &[u8], &[u8]), KeyError> {
         return Err(KeyError::Tampered);
     }
     let id = std::str::from_utf8(&rest[..ID_LEN]).map_err(|_| KeyError::Tampered)?;
-    Ok((id, &rest[ID_LEN..ID_LEN + NONCE_LEN], &rest[ID_LEN + NONCE_LEN..]))
+    Ok((
+        id,
+        &rest[ID_LEN..ID_LEN + NONCE_LEN],
+        &rest[ID_LEN + NONCE_LEN..],
+    ))
 }
 
 #[cfg(test)]
@@ -239,10 +243,7 @@ mod tests {
             k.open(&sealed[..30], "2026-11/K1001.pdf"),
             Err(KeyError::Tampered)
         ));
-        assert!(matches!(
-            open_any(None, sealed, "x"),
-            Err(KeyError::NoKey)
-        ));
+        assert!(matches!(open_any(None, sealed, "x"), Err(KeyError::NoKey)));
         assert_eq!(open_any(None, b"%PDF".to_vec(), "x").unwrap(), b"%PDF");
     }
 
@@ -264,11 +265,22 @@ mod tests {
     fn key_file_lines_comments_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("data.key");
-        std::fs::write(&p, format!("# current\n{}\n\n{}  # retired\n", "ab".repeat(32), "cd".repeat(32))).unwrap();
+        std::fs::write(
+            &p,
+            format!(
+                "# current\n{}\n\n{}  # retired\n",
+                "ab".repeat(32),
+                "cd".repeat(32)
+            ),
+        )
+        .unwrap();
         let k = Keyring::load(&p).unwrap();
         assert_eq!(k.current().bytes(), &[0xab; 32]);
         assert_eq!(k.keys.len(), 2);
-        assert!(!format!("{k:?}").contains("abab"), "no key material in Debug");
+        assert!(
+            !format!("{k:?}").contains("abab"),
+            "no key material in Debug"
+        );
         std::fs::write(&p, "abc\n").unwrap();
         assert_eq!(
             Keyring::load(&p).unwrap_err().to_string(),

@@ -221,9 +221,8 @@ impl EvnStore {
             // The billing run seals each file with its month and numbered name as associated
             // data, so a file copied under another customer's name does not open.
             let context = format!("{}/{name}", month.as_str());
-            let plain = evn_keys::open_any(self.keys.as_deref(), bytes, &context).map_err(|e| {
-                io(std::io::Error::other(e.to_string()))
-            })?;
+            let plain = evn_keys::open_any(self.keys.as_deref(), bytes, &context)
+                .map_err(|e| io(std::io::Error::other(e.to_string())))?;
             let len = plain.len() as u64;
             (Content::Decrypted(plain), len)
         } else {
@@ -490,12 +489,23 @@ mod tests {
             Vec::new(),
         ));
         let m = tmp.path().join("2026-11");
-        std::fs::write(m.join("K1.v2.pdf"), keys.seal(b"%PDF-1 two", "2026-11/K1.v2.pdf")).unwrap();
+        std::fs::write(
+            m.join("K1.v2.pdf"),
+            keys.seal(b"%PDF-1 two", "2026-11/K1.v2.pdf"),
+        )
+        .unwrap();
         // v1 was sealed under another name (copied from elsewhere): it must not open.
-        std::fs::write(m.join("K1.v1.pdf"), keys.seal(b"%PDF-1 one", "2026-11/K2.v1.pdf")).unwrap();
+        std::fs::write(
+            m.join("K1.v1.pdf"),
+            keys.seal(b"%PDF-1 one", "2026-11/K2.v1.pdf"),
+        )
+        .unwrap();
         let k1 = CustomerId::parse("K1").unwrap();
         let nov = Month::parse("2026-11").unwrap();
-        assert!(store.locate(&k1, &nov, Format::Pdf, None).is_err(), "no key, no data");
+        assert!(
+            store.locate(&k1, &nov, Format::Pdf, None).is_err(),
+            "no key, no data"
+        );
         let store = store.with_keys(Some(Arc::clone(&keys)));
         let cur = store.locate(&k1, &nov, Format::Pdf, None).unwrap().unwrap();
         assert_eq!(cur.len, 10);

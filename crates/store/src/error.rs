@@ -19,7 +19,9 @@ pub enum StoreError {
         path: PathBuf,
         source: arrow::error::ArrowError,
     },
-    #[error("{path}: the file is encrypted: set EVN_DATA_KEY_FILE to the key file it was written with")]
+    #[error(
+        "{path}: the file is encrypted: set EVN_DATA_KEY_FILE to the key file it was written with"
+    )]
     Encrypted { path: PathBuf },
     #[error("{path}: not an evn CDR file: {detail}")]
     Schema { path: PathBuf, detail: String },

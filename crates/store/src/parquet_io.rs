@@ -269,11 +269,10 @@ pub fn read_file_with(
     let mut options = ArrowReaderOptions::new();
     match keys {
         Some(keys) => {
-            let props = FileDecryptionProperties::with_key_retriever(Arc::new(Retriever(
-                Arc::clone(keys),
-            )))
-            .build()
-            .map_err(pq)?;
+            let props =
+                FileDecryptionProperties::with_key_retriever(Arc::new(Retriever(Arc::clone(keys))))
+                    .build()
+                    .map_err(pq)?;
             options = options.with_file_decryption_properties(props);
         }
         None if has_encrypted_footer(&mut file) => {
@@ -417,7 +416,14 @@ pub(crate) mod tests {
         };
         write_file(&path, &rows, options).unwrap();
         let raw = std::fs::read(&path).unwrap();
-        for needle in ["4930901820", "15112345", "K1001", "fra1-", "mobile", "office_flat"] {
+        for needle in [
+            "4930901820",
+            "15112345",
+            "K1001",
+            "fra1-",
+            "mobile",
+            "office_flat",
+        ] {
             assert!(
                 !raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
                 "{needle} readable in the file bytes"

@@ -5,10 +5,6 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
-
 use crate::support::*;
 
 /// What the rules say should happen to each record of a file (the oracle, from the pure core).
@@ -47,34 +43,6 @@ fn expected(
         }
     }
     (stored, dead, dups)
-}
-
-fn dead_letters(broker: &Broker, topic: &str) -> Vec<(String, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .set("group.id", "dlq-reader")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    let start = std::time::Instant::now();
-    let mut idle = std::time::Instant::now();
-    while start.elapsed() < Duration::from_secs(30) && idle.elapsed() < Duration::from_secs(4) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            idle = std::time::Instant::now();
-            let h = m.headers().expect("headers");
-            let error = h
-                .iter()
-                .find(|h| h.key == "evn-error")
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .expect("evn-error header");
-            out.push((error, m.payload().unwrap_or(&[]).to_vec()));
-        }
-    }
-    out
 }
 
 #[test]
@@ -124,7 +92,10 @@ fn demo_fixture_is_stored_rated_and_dead_lettered_exactly_as_the_rules_say() {
         assert_eq!(summary["dead_lettered"][reason], *n, "{reason}");
     }
     // Each dead letter arrives once with its reason and the original bytes.
-    let letters = dead_letters(&broker, "cdrs.dlq");
+    let letters: Vec<(String, Vec<u8>)> = read_dead_letters(&broker, "cdrs.dlq", dead as usize)
+        .into_iter()
+        .map(|d| (d.error, d.payload))
+        .collect();
     assert_eq!(letters.len() as u64, dead);
     assert!(letters
         .iter()
@@ -149,34 +120,6 @@ fn demo_fixture_is_stored_rated_and_dead_lettered_exactly_as_the_rules_say() {
             entry.display()
         );
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// A broker whose topic already holds `n` synthetic CDRs, and an empty data directory.
-fn backlog(
-    topic: &str,
-    n: usize,
-    id_prefix: &str,
-) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
-    let broker = Broker::start(&[&format!("{topic}:8"), &format!("{topic}.dlq:2")]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cdrs.jsonl");
-    write_cdrs(&file, n, id_prefix);
-    produce(&broker, topic, &file);
-    let data = dir.path().join("data");
-    (broker, dir, data)
 }
 
 /// Starts an ingest member that commits about every second, so kills land between and inside

@@ -15,17 +15,6 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
-/// A broker whose 8-partition topic already holds `n` synthetic CDRs.
-fn backlog(topic: &str, n: usize) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
-    let broker = Broker::start(&[&format!("{topic}:8"), &format!("{topic}.dlq:1")]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cdrs.jsonl");
-    write_cdrs(&file, n, &format!("{topic}-"));
-    produce(&broker, topic, &file);
-    let data = dir.path().join("data");
-    (broker, dir, data)
-}
-
 /// An ingest member; `idle` None runs until signalled.
 fn member(
     broker: &Broker,
@@ -66,7 +55,7 @@ fn assert_exactly_once(data: &std::path::Path, n: usize) {
 #[test]
 fn sigterm_commits_what_it_holds_prints_the_summary_and_exits_0() {
     const N: usize = 40_000;
-    let (broker, _dir, data) = backlog("term", N);
+    let (broker, _dir, data) = backlog("term", N, "term-");
     // A long flush interval: whatever is stored after SIGTERM was committed by the shutdown.
     let port = free_port();
     let mut args = ingest_args(&broker, "term", "g", &data);
@@ -116,7 +105,7 @@ fn sigterm_commits_what_it_holds_prints_the_summary_and_exits_0() {
 #[test]
 fn a_broker_that_stalls_and_comes_back_loses_nothing_and_duplicates_nothing() {
     const N: usize = 40_000;
-    let (broker, _dir, data) = backlog("stall", N);
+    let (broker, _dir, data) = backlog("stall", N, "stall-");
     let child = member(&broker, "stall", &data, Some(3), &[]);
     std::thread::sleep(Duration::from_millis(1500));
     let pid = broker.pid();
@@ -133,7 +122,7 @@ fn a_broker_that_stalls_and_comes_back_loses_nothing_and_duplicates_nothing() {
 #[test]
 fn a_member_joining_mid_stream_keeps_exactly_once() {
     const N: usize = 60_000;
-    let (broker, _dir, data) = backlog("join", N);
+    let (broker, _dir, data) = backlog("join", N, "join-");
     let a = member(&broker, "join", &data, Some(3), &[]);
     std::thread::sleep(Duration::from_millis(1500));
     let b = member(&broker, "join", &data, Some(3), &[]);
@@ -149,7 +138,7 @@ fn a_member_joining_mid_stream_keeps_exactly_once() {
 #[test]
 fn metrics_move_and_readiness_follows_the_broker() {
     const N: usize = 2_000;
-    let (broker, _dir, data) = backlog("metrics", N);
+    let (broker, _dir, data) = backlog("metrics", N, "metrics-");
     let port = free_port();
     let child = member(
         &broker,
@@ -201,7 +190,7 @@ fn metrics_move_and_readiness_follows_the_broker() {
 #[test]
 fn pyarrow_reads_the_parquet_ingest_wrote() {
     const N: usize = 3_000;
-    let (broker, _dir, data) = backlog("pyarrow", N);
+    let (broker, _dir, data) = backlog("pyarrow", N, "pyarrow-");
     ingest_to_end(&broker, "pyarrow", "g", &data);
     let ours = stored_rows(&data);
     let total: rust_decimal::Decimal = ours.iter().map(|r| r.call.charge_eur).sum();

@@ -6,17 +6,6 @@ use std::sync::Arc;
 
 use crate::support::*;
 
-fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn encrypted_ingest_hides_every_number_and_needs_the_key() {
     const N: usize = 2_000;
@@ -40,8 +29,7 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut files = Vec::new();
-    walk(&data.join("cdrs"), &mut files);
+    let files = walk(&data.join("cdrs"));
     assert!(!files.is_empty());
     for f in &files {
         let raw = std::fs::read(f).unwrap();

@@ -510,3 +510,32 @@ pub fn tree(dir: &Path) -> BTreeMap<String, String> {
     walk(dir, dir, &mut out);
     out
 }
+
+/// Every file below `dir`.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A broker whose topic already holds `n` synthetic CDRs, and an empty data directory.
+pub fn backlog(
+    topic: &str,
+    n: usize,
+    id_prefix: &str,
+) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
+    let broker = Broker::start(&[&format!("{topic}:8"), &format!("{topic}.dlq:2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdrs.jsonl");
+    write_cdrs(&file, n, id_prefix);
+    produce(&broker, topic, &file);
+    let data = dir.path().join("data");
+    (broker, dir, data)
+}

@@ -9,6 +9,8 @@ mod deploy;
 mod edges;
 mod ingest;
 mod ops;
+mod page;
 mod portal;
 mod privacy;
 mod protect;
+mod sources;

@@ -1059,6 +1059,12 @@ fn token_and_serve_configuration_errors_exit_2_and_a_taken_port_1() {
         2,
         "public key",
     );
+    check(
+        &serve(&["--frame-ancestors", "https://a.example; script-src *"]),
+        &secret_env(),
+        2,
+        "--frame-ancestors",
+    );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     check(
@@ -1084,6 +1090,10 @@ async fn the_demos_evns_are_served_as_rendered() {
         stdout.contains("5. download an EVN") && stdout.contains(" serve --evn "),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("http://localhost:8080/portal?token="),
+        "the demo prints the download page's link: {stdout}"
+    );
     let evn_dir = dir.path().join("evn");
     let manifest = Manifest::read(&evn_dir.join("2026-11/manifest.json"))
         .unwrap()
@@ -1103,6 +1113,14 @@ async fn the_demos_evns_are_served_as_rendered() {
             entry.file
         );
         assert_eq!(a.header("etag"), format!("\"{}\"", entry.sha256));
+        // Issue 11: the CSV the billing run wrote next to it, as rendered.
+        let csv = get(&s, &format!("/customers/{id}/evn/2026-11.csv"), Some(&t)).await;
+        assert_eq!(csv.status, 200, "{id}: {}", csv.text());
+        assert_eq!(
+            Some(sha(&csv.body)),
+            entry.csv_sha256,
+            "{id}: served CSV differs from the manifest's"
+        );
         let listing: serde_json::Value = serde_json::from_slice(
             &get(&s, &format!("/customers/{id}/evn"), Some(&t))
                 .await

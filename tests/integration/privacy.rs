@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -563,4 +564,107 @@ fn erase_waits_for_a_month_not_billed_yet() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("2026-06 holds their calls and is not billed yet"));
+}
+
+/// Issue #8: retention killed with SIGKILL at every moment of its run (increasing delays
+/// until a run gets through) never leaves a month that readers see half deleted: January is
+/// either as it was or as it will be, never a mix; the next run finishes it. Once a plain
+/// deletion, once with a legal hold (the month's files rewritten).
+#[test]
+fn retention_killed_at_any_moment_never_shows_a_half_deleted_month() {
+    for hold in [false, true] {
+        let f = fixture(None);
+        // Many files, so that a run takes long enough to be interrupted inside the month.
+        for i in 0..120u32 {
+            write_month_file(
+                &f.data,
+                "2026-01",
+                &format!("cdrs+2+{i:020}-{i:020}.parquet"),
+                &[
+                    privacy_call("K1001", "2026-01", 20 + i, false),
+                    privacy_call("K1002", "2026-01", 20 + i, false),
+                ],
+                None,
+            );
+        }
+        if hold {
+            f.hold(&["K1002,2026-01,objection (ticket 4711),2026-02-21"]);
+        }
+        let january = |f: &Fixture| -> Vec<(String, String)> {
+            f.stored()
+                .into_iter()
+                .filter(|(m, _)| m == "2026-01")
+                .collect()
+        };
+        let before = january(&f);
+        let after: Vec<_> = if hold {
+            before
+                .iter()
+                .filter(|(_, c)| c == "K1002")
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let march = f
+            .tree()
+            .into_iter()
+            .filter(|(k, _)| k.contains("2026-03"))
+            .count();
+        let (mut kills, mut mid_way) = (0, 0);
+        let mut delay = Duration::from_millis(2);
+        loop {
+            let mut child = std::process::Command::new(bin())
+                .args([
+                    "retention",
+                    "--config",
+                    f.config.to_str().unwrap(),
+                    "--data",
+                    f.data.to_str().unwrap(),
+                    "--evn",
+                    f.evn.to_str().unwrap(),
+                    "--today",
+                    "2026-09-01",
+                ])
+                .env("EVN_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(delay);
+            let finished = child.try_wait().unwrap().is_some();
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            let now = january(&f);
+            assert!(
+                now == before || now == after,
+                "hold {hold}, killed after {delay:?}: January shows {} of {} rows",
+                now.len(),
+                before.len()
+            );
+            if finished {
+                assert!(status.success(), "hold {hold}: {status}");
+                break;
+            }
+            kills += 1;
+            if now != before {
+                mid_way += 1;
+            }
+            assert!(kills < 200, "retention never finished");
+            // Fine steps at first, then growing: a loaded machine may need seconds per run.
+            delay += (delay / 12).max(Duration::from_micros(500));
+        }
+        // Whatever the last kill left, the next run finishes it and the result is the same.
+        f.retention("2026-09-01");
+        assert_eq!(january(&f), after, "hold {hold}");
+        let tree = f.tree();
+        assert!(
+            tree.keys().all(|k| !k.contains(".deleting-")
+                && !k.contains(".rewriting-")
+                && !k.contains("privacy-tmp")),
+            "{tree:?}"
+        );
+        assert_eq!(tree.keys().filter(|k| k.contains("2026-03")).count(), march);
+        eprintln!("hold {hold}: {kills} runs killed, {mid_way} after January had changed");
+    }
 }

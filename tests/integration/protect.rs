@@ -6,6 +6,27 @@ use std::sync::Arc;
 
 use crate::support::*;
 
+/// `evn ingest` to the end with `EVN_DATA_KEY_FILE` set; asserts success.
+fn ingest_encrypted(
+    broker: &Broker,
+    topic: &str,
+    data: &std::path::Path,
+    key_file: &std::path::Path,
+) -> std::process::Output {
+    let out = Command::new(bin())
+        .args(ingest_args(broker, topic, "g", data))
+        .env("EVN_LOG", "warn")
+        .env("EVN_DATA_KEY_FILE", key_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn encrypted_ingest_hides_every_number_and_needs_the_key() {
     const N: usize = 2_000;
@@ -17,17 +38,7 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
     let key_file = dir.path().join("data.key");
     std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
     let data = dir.path().join("data");
-    let out = Command::new(bin())
-        .args(ingest_args(&broker, "enc", "g", &data))
-        .env("EVN_LOG", "warn")
-        .env("EVN_DATA_KEY_FILE", &key_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ingest_encrypted(&broker, "enc", &data, &key_file);
 
     let files = walk(&data.join("cdrs"));
     assert!(!files.is_empty());
@@ -72,17 +83,7 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
     // The switch re-sends everything (new offsets): dedup reads the stored calls through the
     // encryption and recognises every one.
     produce(&broker, "enc", &file);
-    let again = Command::new(bin())
-        .args(ingest_args(&broker, "enc", "g", &data))
-        .env("EVN_LOG", "warn")
-        .env("EVN_DATA_KEY_FILE", &key_file)
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let again = ingest_encrypted(&broker, "enc", &data, &key_file);
     let summary: serde_json::Value = serde_json::from_str(
         String::from_utf8_lossy(&again.stdout)
             .lines()
@@ -123,4 +124,150 @@ fn a_bad_key_file_is_a_configuration_error() {
         err.contains("data.key:1") && err.contains("64 hex digits"),
         "{err}"
     );
+}
+
+/// `GET path` over plain HTTP/1.0 (so the body is never chunked) with a bearer token: status
+/// and body bytes.
+fn get_bytes(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, raw[end + 4..].to_vec())
+}
+
+/// Issue #8 end to end: encrypted ingest → `evn bill` reads with the key and writes sealed EVNs
+/// → `evn serve` with the key hands the owner the plain PDF and CSV, byte for byte what the
+/// manifest hashes; without the key neither bill nor serve gives anything away.
+#[test]
+fn encrypted_month_bills_sealed_and_serves_plain_to_its_owner_only() {
+    const N: usize = 400;
+    const SECRET: &str = "integration-test secret, at least 32 bytes long";
+    let broker = Broker::start(&["encb:2", "encb.dlq:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdrs.jsonl");
+    write_cdrs(&file, N, "encb-");
+    produce(&broker, "encb", &file);
+    let key_file = dir.path().join("data.key");
+    std::fs::write(&key_file, format!("{}\n", "3c".repeat(32))).unwrap();
+    let key_env = key_file.to_str().unwrap();
+    let data = dir.path().join("data");
+    ingest_encrypted(&broker, "encb", &data, &key_file);
+
+    let evns = dir.path().join("evn");
+    let config = config_dir();
+    let bill = |env: &[(&str, &str)], unset: &[&str]| {
+        evn_env(
+            &[
+                "bill",
+                "--config",
+                config.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--month",
+                "2026-11",
+                "--out",
+                evns.to_str().unwrap(),
+            ],
+            env,
+            unset,
+        )
+    };
+    let refused = bill(&[], &["EVN_DATA_KEY_FILE"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("EVN_DATA_KEY_FILE"), "{err}");
+    assert!(!evns.join("2026-11/K1001.pdf").exists());
+    let billed = bill(&[("EVN_DATA_KEY_FILE", key_env)], &[]);
+    assert!(
+        billed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&billed.stderr)
+    );
+
+    let month_dir = evns.join("2026-11");
+    let mut sealed = 0;
+    for f in walk(&month_dir) {
+        let name = f.file_name().unwrap().to_str().unwrap().to_owned();
+        if !(name.ends_with(".pdf") || name.ends_with(".csv")) {
+            continue;
+        }
+        let raw = std::fs::read(&f).unwrap();
+        assert!(evn_keys::is_sealed(&raw), "{name} is stored plain");
+        assert!(!raw.starts_with(b"%PDF"), "{name}");
+        // Needles of 5+ bytes: shorter ones turn up in random ciphertext now and then.
+        for needle in ["K1001", "K1002", "0151 1234", "Mobilfunk", "Datum"] {
+            assert!(
+                !raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} readable in {name}"
+            );
+        }
+        sealed += 1;
+    }
+    // K1001, K1002, K1005 have calls, K1003 an empty EVN: numbered + current, PDF + CSV.
+    assert_eq!(sealed, 4 * 4);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(month_dir.join("manifest.json")).unwrap()).unwrap();
+
+    let token = |customer: &str| {
+        let t = evn_env(
+            &["token", "--customer", customer],
+            &[("EVN_PORTAL_SECRET", SECRET)],
+            &[],
+        );
+        assert!(t.status.success());
+        String::from_utf8(t.stdout).unwrap().trim().to_owned()
+    };
+    let k1001 = token("K1001");
+    let serve = Serve::start(
+        &evns,
+        &[],
+        &[
+            ("EVN_PORTAL_SECRET", SECRET),
+            ("EVN_DATA_KEY_FILE", key_env),
+        ],
+    );
+    let (status, pdf) = get_bytes(serve.addr, "/customers/K1001/evn/2026-11.pdf", &k1001);
+    assert_eq!(status, 200);
+    assert!(pdf.starts_with(b"%PDF"));
+    let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
+    assert_eq!(sha(&pdf), manifest["customers"]["K1001"]["sha256"], "PDF");
+    let text_file = dir.path().join("k1001.pdf");
+    std::fs::write(&text_file, &pdf).unwrap();
+    let text = Command::new("pdftotext")
+        .args([text_file.to_str().unwrap(), "-"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("K1001"));
+    let (status, csv) = get_bytes(
+        serve.addr,
+        "/customers/K1001/evn/2026-11.csv?version=1",
+        &k1001,
+    );
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("\u{feff}".as_bytes()));
+    assert_eq!(
+        sha(&csv),
+        manifest["customers"]["K1001"]["csv_sha256"],
+        "CSV"
+    );
+    // Someone else's EVN: refused before the file is even looked at.
+    let (status, body) = get_bytes(serve.addr, "/customers/K1002/evn/2026-11.pdf", &k1001);
+    assert_eq!(status, 403);
+    assert!(!body.starts_with(b"%PDF"));
+    drop(serve);
+
+    // A portal started without the key cannot hand out anything but an error.
+    let keyless = Serve::start(&evns, &[], &[("EVN_PORTAL_SECRET", SECRET)]);
+    let (status, body) = get_bytes(keyless.addr, "/customers/K1001/evn/2026-11.pdf", &k1001);
+    assert!(status >= 500, "{status}");
+    assert!(!body.windows(4).any(|w| w == b"%PDF"));
 }

@@ -12,7 +12,9 @@
 //! made durable together and renamed into place ([`output`]); the manifest comes last.
 
 mod manifest;
+mod metrics;
 mod output;
+mod passwords;
 mod spill;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -28,11 +30,17 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use evn_config::{Config, CustomerRow, ZoneId};
+use evn_keys::{DataKey, Keyring};
 use evn_rating::{BillingMonth, RatedCall};
-use evn_render::{format, render_csv, render_pdf, EvnCall, EvnDocument, Header, RenderError};
+use evn_render::{
+    format, protect_pdf, render_csv, render_pdf, EvnCall, EvnDocument, Header, ProtectionKeys,
+    RenderError,
+};
 use evn_store::StoreError;
 
 pub use manifest::{CustomerEntry, Manifest, VersionEntry, MANIFEST_FILE};
+pub use metrics::Metrics;
+pub use passwords::{PasswordsError, PdfPasswords};
 
 /// Calls held in memory at once (measured ~520 bytes each as `RatedCall`: ~100 MB). Past this
 /// the run spills the month to disk and bills it bucket by bucket, which costs little next to
@@ -152,6 +160,15 @@ pub struct BillOptions {
     /// removed when the run ends). Default: the output folder, which holds the same data as
     /// PDFs anyway and is sized for the month.
     pub spill_dir: Option<PathBuf>,
+    /// Data keys (`EVN_DATA_KEY_FILE`): the month's Parquet files are read with them, and the
+    /// EVN files are written sealed with the current key (AES-256-GCM envelope, `evn-keys`),
+    /// their path inside the output folder (`YYYY-MM/<id>.v<N>.pdf`) authenticated with them.
+    /// `None`: plain files.
+    pub keys: Option<Arc<Keyring>>,
+    /// Counted as batches are published; register them to expose them (`--metrics-listen`).
+    pub metrics: Metrics,
+    /// Customers listed get their new EVN versions as password-protected PDFs (AES-256).
+    pub pdf_passwords: Option<Arc<PdfPasswords>>,
 }
 
 impl BillOptions {
@@ -163,6 +180,9 @@ impl BillOptions {
             progress: None,
             row_budget: DEFAULT_ROW_BUDGET,
             spill_dir: None,
+            keys: None,
+            metrics: Metrics::default(),
+            pdf_passwords: None,
         }
     }
 }
@@ -382,6 +402,7 @@ struct Scan {
 fn scan(
     config: &Config,
     month: BillingMonth,
+    keys: Option<&Arc<Keyring>>,
     files: &[PathBuf],
     selected: &BTreeSet<String>,
     holder: &mut spill::Holder,
@@ -392,7 +413,7 @@ fn scan(
     let mut known_customers: HashSet<String> = HashSet::new();
     let mut known_zones: HashSet<String> = HashSet::new();
     for file in files {
-        evn_store::read_file(file, &mut |stored| {
+        evn_store::read_file_with(file, keys, &mut |stored| {
             rows_read += 1;
             if failure.is_some() {
                 return;
@@ -485,10 +506,28 @@ fn check_row(
 /// because entries outlive the run's rendering garbage. Kept as live objects they pinned the
 /// allocator's freed memory, and the run's resident memory grew by ~12 KB per customer.
 struct Done {
+    /// Seconds spent rendering, if a new version was rendered.
+    render_seconds: Option<f64>,
     entry: Option<Vec<u8>>,
     publication: Option<output::Publication>,
     report: CustomerReport,
     duplicates: usize,
+}
+
+/// The bytes of an EVN file as stored: sealed with the current data key if one is configured.
+/// The context is the numbered file's path in the output folder, which is also what the
+/// unnumbered copy (a hard link to it) is opened with: readers resolve the version first. The
+/// manifest's hashes stay those of the plain document, the one the customer downloads.
+fn at_rest<'b>(
+    keys: Option<&Keyring>,
+    month: BillingMonth,
+    name: &str,
+    bytes: &'b [u8],
+) -> std::borrow::Cow<'b, [u8]> {
+    match keys {
+        Some(k) => std::borrow::Cow::Owned(k.seal(bytes, &format!("{month}/{name}"))),
+        None => std::borrow::Cow::Borrowed(bytes),
+    }
 }
 
 fn entry_json(entry: &CustomerEntry) -> Vec<u8> {
@@ -505,11 +544,18 @@ fn bill_customer(
     previous: Option<&CustomerEntry>,
     on_disk: u32,
     created: NaiveDate,
+    keys: Option<&Keyring>,
+    password: Option<&str>,
 ) -> Result<Done, BillError> {
     let duplicates = dedup(&mut calls);
     let mut doc = build_document(config, month, customer_id, calls, created)
         .expect("selected customers have a row in the month");
-    let content = hex::encode(doc.content_digest());
+    let mut content = hex::encode(doc.content_digest());
+    if password.is_some() {
+        // Switching protection on or off makes a new version; a changed password does not
+        // (it is never stored, not even hashed).
+        content = sha256_hex(format!("{content}+password-protected").as_bytes());
+    }
     let connections = doc.itemised();
     let total = doc.total;
     let report = |outcome| CustomerReport {
@@ -527,6 +573,7 @@ fn bill_customer(
                 .is_some_and(|f| dir.join(f).is_file());
             if csv_there {
                 return Ok(Done {
+                    render_seconds: None,
                     entry: None,
                     publication: None,
                     report: report(Outcome::Unchanged {
@@ -553,9 +600,14 @@ fn bill_customer(
             entry.csv_file = Some(csv_name.clone());
             entry.csv_sha256 = Some(sha);
             return Ok(Done {
+                render_seconds: None,
                 entry: Some(entry_json(&entry)),
                 publication: Some(output::Publication {
-                    files: vec![output::stage(dir, &versioned, &csv)?],
+                    files: vec![output::stage(
+                        dir,
+                        &versioned,
+                        &at_rest(keys, month, &versioned, &csv),
+                    )?],
                     current: vec![(versioned, csv_name)],
                 }),
                 report: report(Outcome::Unchanged {
@@ -567,11 +619,24 @@ fn bill_customer(
     }
     let version = previous.map_or(0, |p| p.version).max(on_disk) + 1;
     doc.header.version = version;
-    let pdf = render_pdf(&doc).map_err(|source| BillError::Render {
+    let rendering = Instant::now();
+    let mut pdf = render_pdf(&doc).map_err(|source| BillError::Render {
         customer_id: customer_id.to_owned(),
         source,
     })?;
+    if let Some(password) = password {
+        let random = ProtectionKeys {
+            file_key: *DataKey::generate().bytes(),
+            owner_password: hex::encode(DataKey::generate().bytes()),
+        };
+        pdf.bytes =
+            protect_pdf(&pdf.bytes, password, &random).map_err(|source| BillError::Render {
+                customer_id: customer_id.to_owned(),
+                source,
+            })?;
+    }
     let csv = render_csv(&doc);
+    let render_seconds = Some(rendering.elapsed().as_secs_f64());
     let (pdf_sha, csv_sha) = (sha256_hex(&pdf.bytes), sha256_hex(&csv));
     let (pdf_v, csv_v) = (
         format!("{customer_id}.v{version}.pdf"),
@@ -579,8 +644,8 @@ fn bill_customer(
     );
     let publication = output::Publication {
         files: vec![
-            output::stage(dir, &pdf_v, &pdf.bytes)?,
-            output::stage(dir, &csv_v, &csv)?,
+            output::stage(dir, &pdf_v, &at_rest(keys, month, &pdf_v, &pdf.bytes))?,
+            output::stage(dir, &csv_v, &at_rest(keys, month, &csv_v, &csv))?,
         ],
         current: vec![
             (pdf_v.clone(), pdf_name.clone()),
@@ -602,6 +667,7 @@ fn bill_customer(
         csv_sha256: Some(csv_sha.clone()),
     });
     Ok(Done {
+        render_seconds,
         entry: Some(entry_json(&CustomerEntry {
             connections,
             billed_connections: doc.billed,
@@ -668,7 +734,14 @@ pub fn run(
         month,
         opts.spill_dir.as_deref().unwrap_or(out),
     );
-    let scan = match scan(config, month, &files, &selected, &mut holder) {
+    let scan = match scan(
+        config,
+        month,
+        opts.keys.as_ref(),
+        &files,
+        &selected,
+        &mut holder,
+    ) {
         Ok(s) => s,
         Err(e) => {
             drop(holder);
@@ -714,6 +787,7 @@ pub fn run(
     let on_disk = versions_on_disk(&dir)?;
 
     let total = selected.len();
+    opts.metrics.planned(total, scan.rows_read);
     let done_count = AtomicUsize::new(0);
     // What the run keeps per customer, allocated on this thread: the report, and the
     // serialised manifest entry appended to one buffer.
@@ -740,6 +814,8 @@ pub fn run(
                         history.get(&id),
                         on_disk.get(&id).copied().unwrap_or(0),
                         opts.created,
+                        opts.keys.as_deref(),
+                        opts.pdf_passwords.as_ref().and_then(|p| p.get(&id)),
                     );
                     let n = done_count.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some(p) = &opts.progress {
@@ -775,6 +851,13 @@ pub fn run(
                     entries.push((reports.len(), start..entry_bytes.len()));
                 }
                 duplicates += d.duplicates;
+                opts.metrics.published(
+                    match d.report.outcome {
+                        Outcome::Written { pages, .. } => Some(pages),
+                        Outcome::Unchanged { .. } => None,
+                    },
+                    d.render_seconds,
+                );
                 reports.push(CustomerReport {
                     customer_id: d.report.customer_id.as_str().to_owned(),
                     ..d.report

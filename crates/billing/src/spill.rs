@@ -11,15 +11,19 @@
 //!
 //! Spill files hold traffic data, so they live in the output folder (which holds the same
 //! data as PDFs) in a hidden temporary folder that is removed when the run ends, failed or not.
+//! They are sealed in chunks with a random key that lives only in the process's memory
+//! (AES-256-GCM): spill files a killed run leaves behind are unreadable noise, whether or not
+//! the operator configured data keys.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use rust_decimal::Decimal;
 
+use evn_keys::{DataKey, Keyring};
 use evn_rating::{BillingMonth, RatedCall};
 
 use crate::BillError;
@@ -47,7 +51,49 @@ pub(crate) struct Holder {
 
 struct Spill {
     dir: tempfile::TempDir,
-    writers: Vec<BufWriter<File>>,
+    /// The run's own key, never written anywhere.
+    key: Keyring,
+    writers: Vec<SealedWriter>,
+}
+
+/// Plain records collected up to [`CHUNK`] bytes, then sealed and appended as one
+/// length-prefixed chunk. The chunk's number is authenticated: chunks cannot be reordered or
+/// moved between buckets unnoticed.
+struct SealedWriter {
+    file: File,
+    bucket: usize,
+    chunks: u64,
+    plain: Vec<u8>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+fn chunk_context(bucket: usize, chunk: u64) -> String {
+    format!("spill/{bucket}/{chunk}")
+}
+
+impl SealedWriter {
+    fn push(&mut self, key: &Keyring, rec: &[u8]) -> std::io::Result<()> {
+        self.plain
+            .extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        self.plain.extend_from_slice(rec);
+        if self.plain.len() >= CHUNK {
+            self.flush(key)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, key: &Keyring) -> std::io::Result<()> {
+        if self.plain.is_empty() {
+            return Ok(());
+        }
+        let sealed = key.seal(&self.plain, &chunk_context(self.bucket, self.chunks));
+        self.chunks += 1;
+        self.plain.clear();
+        self.file
+            .write_all(&(sealed.len() as u32).to_le_bytes())
+            .and_then(|()| self.file.write_all(&sealed))
+    }
 }
 
 impl Spill {
@@ -91,14 +137,23 @@ impl Holder {
             .tempdir_in(&self.spill_parent)
             .map_err(|e| BillError::io(&self.spill_parent, e))?;
         let writers = (0..BUCKETS as usize)
-            .map(|b| {
-                let path = Spill::path(dir.path(), b);
+            .map(|bucket| {
+                let path = Spill::path(dir.path(), bucket);
                 File::create(&path)
-                    .map(|f| BufWriter::with_capacity(64 * 1024, f))
+                    .map(|file| SealedWriter {
+                        file,
+                        bucket,
+                        chunks: 0,
+                        plain: Vec::with_capacity(CHUNK + 1024),
+                    })
                     .map_err(|e| BillError::io(&path, e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut spill = Spill { dir, writers };
+        let mut spill = Spill {
+            dir,
+            key: Keyring::new(DataKey::generate(), Vec::new()),
+            writers,
+        };
         let mut held: Vec<(String, Vec<RatedCall>)> = self.memory.drain().collect();
         // Deterministic spill files, whatever HashMap's order.
         held.sort_by(|a, b| a.0.cmp(&b.0));
@@ -139,7 +194,8 @@ impl Holder {
             return each(batch);
         };
         for w in &mut spill.writers {
-            w.flush().map_err(|e| BillError::io(spill.dir.path(), e))?;
+            w.flush(&spill.key)
+                .map_err(|e| BillError::io(spill.dir.path(), e))?;
         }
         spill.writers.clear();
         let mut by_bucket: Vec<Vec<&String>> = vec![Vec::new(); BUCKETS as usize];
@@ -163,7 +219,7 @@ impl Holder {
             for chunk in chunks {
                 let wanted: BTreeSet<&str> = chunk.iter().map(|s| s.as_str()).collect();
                 let mut calls: HashMap<String, Vec<RatedCall>> = HashMap::new();
-                read_bucket(&path, self.month, &mut |call| {
+                read_bucket(&path, bucket, &spill.key, self.month, &mut |call| {
                     if wanted.contains(call.customer_id.as_str()) {
                         calls
                             .entry(call.customer_id.clone())
@@ -207,14 +263,15 @@ fn spill_one(spill: &mut Spill, call: &RatedCall) -> Result<(), BillError> {
     rec.extend_from_slice(&call.charge_eur.serialize());
     rec.push(u8::from(call.shortened) | u8::from(call.counselling) << 1);
     let bucket = bucket_of(&call.customer_id);
-    let w = &mut spill.writers[bucket];
-    w.write_all(&(rec.len() as u32).to_le_bytes())
-        .and_then(|()| w.write_all(&rec))
+    spill.writers[bucket]
+        .push(&spill.key, &rec)
         .map_err(|e| BillError::io(&Spill::path(spill.dir.path(), bucket), e))
 }
 
 fn read_bucket(
     path: &Path,
+    bucket: usize,
+    key: &Keyring,
     month: BillingMonth,
     sink: &mut dyn FnMut(RatedCall),
 ) -> Result<(), BillError> {
@@ -227,18 +284,29 @@ fn read_bucket(
         )
     };
     let mut len = [0u8; 4];
-    let mut rec = Vec::new();
-    loop {
+    let mut sealed = Vec::new();
+    for chunk in 0u64.. {
         match r.read_exact(&mut len) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(BillError::io(path, e)),
         }
-        rec.resize(u32::from_le_bytes(len) as usize, 0);
-        r.read_exact(&mut rec).map_err(|e| BillError::io(path, e))?;
-        let call = decode(&rec, month).ok_or_else(damaged)?;
-        sink(call);
+        sealed.resize(u32::from_le_bytes(len) as usize, 0);
+        r.read_exact(&mut sealed)
+            .map_err(|e| BillError::io(path, e))?;
+        let plain = key
+            .open(&sealed, &chunk_context(bucket, chunk))
+            .map_err(|_| damaged())?;
+        let mut rest = plain.as_slice();
+        while !rest.is_empty() {
+            let (n, tail) = rest.split_at_checked(4).ok_or_else(damaged)?;
+            let n = u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize;
+            let (rec, tail) = tail.split_at_checked(n).ok_or_else(damaged)?;
+            sink(decode(rec, month).ok_or_else(damaged)?);
+            rest = tail;
+        }
     }
+    Ok(())
 }
 
 fn decode(rec: &[u8], month: BillingMonth) -> Option<RatedCall> {
@@ -319,6 +387,15 @@ mod tests {
         let mut seen: Vec<RatedCall> = Vec::new();
         let mut ids = Vec::new();
         h.batches(&customers, &counts, |batch| {
+            // While the spill files exist, none of them shows a number or a customer id.
+            for bucket in std::fs::read_dir(tmp.path()).unwrap() {
+                for f in std::fs::read_dir(bucket.unwrap().path()).unwrap() {
+                    let bytes = std::fs::read(f.unwrap().path()).unwrap();
+                    for needle in [&b"+4930901820"[..], b"+4915112345", b"office_basic"] {
+                        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+                    }
+                }
+            }
             let rows: usize = batch.iter().map(|(_, c)| c.len()).sum();
             // One customer alone may exceed it (~15 calls each here), never two together.
             assert!(rows <= 10 || batch.len() == 1, "{rows}");

@@ -1021,3 +1021,132 @@ proptest::proptest! {
         proptest::prop_assert_eq!(doc.itemised() + doc.not_itemised.count, doc.billed);
     }
 }
+
+/// Issue #8: with data keys, the run reads encrypted Parquet and writes every EVN file sealed;
+/// opened with the key they are byte for byte the files of a run without keys, the manifest
+/// hashes the plain documents, and a re-run (spilled, too) changes nothing.
+#[test]
+fn with_data_keys_evns_are_sealed_at_rest_and_open_to_the_plain_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Arc::new(Keyring::new(
+        evn_keys::DataKey::from_bytes([9; 32]),
+        Vec::new(),
+    ));
+    let (plain_data, sealed_data) = (tmp.path().join("plain"), tmp.path().join("sealed"));
+    write(&plain_data, "a.parquet", &november());
+    let dir = evn_store::month_dir(&sealed_data, nov());
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = WriteOptions::default();
+    w.keys = Some(Arc::clone(&keys));
+    evn_store::write_file(&dir.join("a.parquet"), &november(), w).unwrap();
+
+    let cfg = config();
+    let (out_plain, out_sealed) = (tmp.path().join("out-plain"), tmp.path().join("out-sealed"));
+    run(
+        &cfg,
+        &plain_data,
+        nov(),
+        &out_plain,
+        &BillOptions::new(created()),
+    )
+    .unwrap();
+    // Without the key the encrypted month is an error, not an empty month.
+    let err = run(
+        &cfg,
+        &sealed_data,
+        nov(),
+        &out_sealed,
+        &BillOptions::new(created()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("encrypt"), "{err}");
+    let mut opts = BillOptions::new(created());
+    opts.keys = Some(Arc::clone(&keys));
+    let report = run(&cfg, &sealed_data, nov(), &out_sealed, &opts).unwrap();
+    assert_eq!(report.written(), 4);
+    // Metrics count what was published.
+    assert_eq!(opts.metrics.rendered(), 4);
+    let pages: usize = report
+        .customers
+        .iter()
+        .map(|c| match c.outcome {
+            Outcome::Written { pages, .. } => pages,
+            Outcome::Unchanged { .. } => 0,
+        })
+        .sum();
+    assert_eq!(opts.metrics.pages(), pages as u64);
+    let manifest = Manifest::read(&out_sealed.join("2026-11/manifest.json"))
+        .unwrap()
+        .unwrap();
+    for (id, entry) in &manifest.customers {
+        for (numbered, current, sha) in [
+            (&entry.versions[0].file, &entry.file, &entry.sha256),
+            (
+                entry.versions[0].csv_file.as_ref().unwrap(),
+                entry.csv_file.as_ref().unwrap(),
+                entry.csv_sha256.as_ref().unwrap(),
+            ),
+        ] {
+            let stored = std::fs::read(out_sealed.join("2026-11").join(current)).unwrap();
+            assert!(evn_keys::is_sealed(&stored), "{id}: {current} is plain");
+            assert!(!stored.windows(5).any(|w| w == id.as_bytes()));
+            let opened = keys.open(&stored, &format!("2026-11/{numbered}")).unwrap();
+            assert_eq!(&sha256_hex(&opened), sha);
+            let plain = std::fs::read(out_plain.join("2026-11").join(current)).unwrap();
+            assert_eq!(opened, plain, "{id}: {current}");
+            // Sealed for its own name only: under another customer's name it does not open.
+            assert!(keys.open(&stored, "2026-11/K9999.v1.pdf").is_err());
+        }
+    }
+    opts.row_budget = 2;
+    let again = run(&cfg, &sealed_data, nov(), &out_sealed, &opts).unwrap();
+    assert!(again.spilled);
+    assert_eq!(again.written(), 0);
+    assert!(!again.manifest_written);
+    assert_eq!(opts.metrics.rendered(), 4, "nothing new rendered");
+}
+
+/// Issue #11: a customer with a password gets a PDF that poppler opens only with it (AES-256);
+/// the CSV and the other customers' PDFs stay plain; switching protection on makes a new
+/// version, a re-run with it on changes nothing.
+#[test]
+fn customers_with_a_password_get_protected_pdfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    let cfg = config();
+    run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let mut opts = BillOptions::new(created());
+    opts.pdf_passwords = Some(Arc::new(PdfPasswords::from_pairs([(
+        "K1002".to_owned(),
+        "Bäckerei-2026".to_owned(),
+    )])));
+    let report = run(&cfg, &data, nov(), &out, &opts).unwrap();
+    let versions: Vec<(&str, &Outcome)> = report
+        .customers
+        .iter()
+        .map(|c| (c.customer_id.as_str(), &c.outcome))
+        .collect();
+    assert!(versions
+        .iter()
+        .all(|(id, o)| matches!(o, Outcome::Written { version: 2, .. }) == (*id == "K1002")));
+    let dir = out.join("2026-11");
+    let pdf = dir.join("K1002.pdf");
+    let text = |extra: &[&str]| {
+        Command::new("pdftotext")
+            .args(extra)
+            .arg(&pdf)
+            .arg("-")
+            .output()
+            .unwrap()
+    };
+    assert!(!text(&[]).status.success(), "opens without the password");
+    let opened = text(&["-upw", "Bäckerei-2026"]);
+    assert!(opened.status.success());
+    assert!(String::from_utf8_lossy(&opened.stdout).contains("Bäckerei Größler e.K."));
+    // Version 1 (before protection) is kept as it was; other customers stay plain.
+    assert!(pdf_text(&dir.join("K1002.v1.pdf")).contains("Größler"));
+    assert!(pdf_text(&dir.join("K1001.pdf")).contains("K1001"));
+    let again = run(&cfg, &data, nov(), &out, &opts).unwrap();
+    assert_eq!(again.written(), 0);
+}

@@ -30,6 +30,12 @@ pub struct Cdr {
 }
 
 impl Cdr {
+    /// Checks a CDR built from another format (ids, time order, answer consistency) the way
+    /// [`parse`] checks canonical JSON, so every source meets the same contract.
+    pub fn new(cdr: Cdr) -> Result<Cdr, Rejection> {
+        parse::check(cdr)
+    }
+
     /// Billable duration: `end_time - answer_time`, rounded up to whole seconds; 0 if unanswered.
     pub fn billable_seconds(&self) -> i64 {
         let Some(answer) = self.answer_time else {

@@ -230,21 +230,7 @@ impl Raw<'_> {
             None => None,
         };
         let end_time = timestamp("end_time", required_str("end_time", self.end_time)?)?;
-
-        if end_time < start_time {
-            return Err(Rejection::EndBeforeStart);
-        }
-        if let Some(answer) = answer_time {
-            if answer < start_time {
-                return Err(Rejection::AnswerBeforeStart);
-            }
-            if end_time < answer {
-                return Err(Rejection::EndBeforeAnswer);
-            }
-        } else if disposition == Disposition::Answered {
-            return Err(Rejection::AnsweredWithoutAnswerTime);
-        }
-        Ok(Cdr {
+        Cdr::new(Cdr {
             cdr_id,
             switch_id,
             customer_id,
@@ -257,6 +243,31 @@ impl Raw<'_> {
             disposition,
         })
     }
+}
+
+/// The checks every CDR passes, whatever format it arrived in.
+pub(crate) fn check(cdr: Cdr) -> Result<Cdr, Rejection> {
+    for (field, value) in [
+        ("cdr_id", &cdr.cdr_id),
+        ("switch_id", &cdr.switch_id),
+        ("customer_id", &cdr.customer_id),
+    ] {
+        check_id(field, value)?;
+    }
+    if cdr.end_time < cdr.start_time {
+        return Err(Rejection::EndBeforeStart);
+    }
+    if let Some(answer) = cdr.answer_time {
+        if answer < cdr.start_time {
+            return Err(Rejection::AnswerBeforeStart);
+        }
+        if cdr.end_time < answer {
+            return Err(Rejection::EndBeforeAnswer);
+        }
+    } else if cdr.disposition == Disposition::Answered {
+        return Err(Rejection::AnsweredWithoutAnswerTime);
+    }
+    Ok(cdr)
 }
 
 fn optional_str<'a>(
@@ -293,6 +304,11 @@ fn required_str<'a>(field: &'static str, v: Option<Jv<'a>>) -> Result<Cow<'a, st
 
 fn id(field: &'static str, v: Option<Jv<'_>>) -> Result<String, Rejection> {
     let s = required_str(field, v)?;
+    check_id(field, &s)?;
+    Ok(s.into_owned())
+}
+
+fn check_id(field: &'static str, s: &str) -> Result<(), Rejection> {
     if s.trim().is_empty() {
         return Err(Rejection::InvalidField {
             field,
@@ -311,7 +327,7 @@ fn id(field: &'static str, v: Option<Jv<'_>>) -> Result<String, Rejection> {
             detail: "contains control characters".into(),
         });
     }
-    Ok(s.into_owned())
+    Ok(())
 }
 
 fn number(field: &'static str, v: Option<Jv<'_>>) -> Result<PhoneNumber, Rejection> {

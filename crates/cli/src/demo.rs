@@ -7,6 +7,10 @@ use std::time::Duration;
 use crate::{load_config, print_bill_report, Failure};
 
 const TOPIC: &str = "cdrs";
+/// A switch that does not speak the canonical CDR: Asterisk's Master.csv, converted on ingest
+/// as fixtures/config/sources.toml says.
+const ASTERISK_TOPIC: &str = "switch-asterisk";
+const ASTERISK_FILE: &str = "sources/asterisk-csv/Master.csv";
 /// Many partitions: the embedded broker keeps at most 5 MiB per partition.
 const PARTITIONS: i32 = 32;
 const MONTH: &str = "2026-11";
@@ -31,7 +35,12 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
 
     let broker = evn_broker::EmbeddedBroker::start(
         "127.0.0.1:0".parse().expect("address"),
-        &[(TOPIC.to_owned(), PARTITIONS), (format!("{TOPIC}.dlq"), 4)],
+        &[
+            (TOPIC.to_owned(), PARTITIONS),
+            (format!("{TOPIC}.dlq"), 4),
+            (ASTERISK_TOPIC.to_owned(), 4),
+            (format!("{ASTERISK_TOPIC}.dlq"), 1),
+        ],
     )
     .await?;
     let brokers = broker.address().to_string();
@@ -46,8 +55,22 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
         report.sent, report.not_json
     );
 
-    let mut opts =
-        evn_ingest::IngestOptions::new(&brokers, vec![TOPIC.to_owned()], "evn-demo", data.clone());
+    let files = vec![fixtures.join(ASTERISK_FILE)];
+    let b = brokers.clone();
+    let report =
+        tokio::task::spawn_blocking(move || evn_broker::produce_files(&b, ASTERISK_TOPIC, &files))
+            .await??;
+    println!(
+        "   and {} rows of an Asterisk Master.csv from fixtures/{ASTERISK_FILE} to topic {ASTERISK_TOPIC} (format asterisk-csv in sources.toml)",
+        report.sent
+    );
+
+    let mut opts = evn_ingest::IngestOptions::new(
+        &brokers,
+        vec![TOPIC.to_owned(), ASTERISK_TOPIC.to_owned()],
+        "evn-demo",
+        data.clone(),
+    );
     opts.exit_when_idle = Some(Duration::from_secs(2));
     let (summary, result) = evn_ingest::run(cfg.clone(), opts, std::future::pending()).await;
     result?;
@@ -58,7 +81,7 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
     );
 
     let month = MONTH.parse().expect("valid month");
-    let opts = evn_billing::BillOptions::new(chrono::Local::now().date_naive());
+    let opts = evn_billing::BillOptions::new(evn_rating::berlin_date(chrono::Utc::now()));
     let report = tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts))?;
     println!("4. billing run:");
     print_bill_report(&report);
@@ -103,5 +126,11 @@ fn print_portal_commands(out: &Path, customer: &str) {
     );
     println!(
         "   curl -fOJ -H \"Authorization: Bearer $({evn} token --customer {customer})\" \\\n     http://127.0.0.1:8080/customers/{customer}/evn/{MONTH}.pdf"
+    );
+    // localhost: browsers keep the page's `Secure` session cookie over plain HTTP only on
+    // loopback, and that name is the one every browser treats as such.
+    println!("6. or open the download page in a browser (the link works for 15 minutes):");
+    println!(
+        "   echo \"http://localhost:8080/portal?token=$({evn} token --customer {customer} --ttl 15m)\""
     );
 }

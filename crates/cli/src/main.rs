@@ -57,8 +57,8 @@ enum Command {
     Ingest {
         #[arg(long)]
         brokers: String,
-        /// Source topic (repeatable).
-        #[arg(long = "topic", required = true)]
+        /// Source topic (repeatable); default: every topic of CONFIG/sources.toml.
+        #[arg(long = "topic")]
         topics: Vec<String>,
         #[arg(long)]
         group: String,
@@ -98,6 +98,15 @@ enum Command {
         /// I/N: bill only shard I (0-based) of N.
         #[arg(long)]
         shard: Option<evn_billing::Shard>,
+        /// Serve Prometheus metrics (EVNs rendered, pages, render seconds), /healthz and
+        /// /readyz on this address while the run lasts.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        /// Write the run's final metrics to this file (Prometheus text format, replaced
+        /// atomically) for node_exporter's textfile collector or a Pushgateway push: a batch job
+        /// ends before a scrape would see its last figures.
+        #[arg(long)]
+        metrics_file: Option<PathBuf>,
     },
     /// Portal download service: customers fetch their own EVNs (HS256 key: EVN_PORTAL_SECRET).
     Serve(serve::ServeArgs),
@@ -264,6 +273,31 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 cfg.counselling.len(),
                 cfg.counselling.version
             );
+            println!(
+                "  numbers:      {} lines and ranges in {}",
+                cfg.numbers.len(),
+                evn_config::NUMBERS_FILE
+            );
+            if cfg.sources.is_empty() {
+                println!("  sources:      none (every topic carries canonical JSON)");
+            }
+            for s in cfg.sources.iter() {
+                let zone = s.timezone.map_or("-".to_owned(), |t| t.name().to_owned());
+                println!(
+                    "  source:       {} = {} (switch {}, zone {}, +{} trunk {:?} intl {:?}, customer by {})",
+                    s.topic,
+                    s.format,
+                    if s.switch_id.is_empty() { "-" } else { &s.switch_id },
+                    zone,
+                    s.plan.country_code,
+                    s.plan.trunk_prefix,
+                    s.plan.international_prefix,
+                    match s.customer {
+                        evn_config::CustomerFrom::NumberDirectory => "number directory",
+                        evn_config::CustomerFrom::Accountcode => "accountcode",
+                    }
+                );
+            }
             println!("  version:      {}", cfg.version);
             Ok(())
         }
@@ -280,6 +314,21 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             metrics_listen,
         } => {
             let cfg = Arc::new(load_config(&config)?);
+            let topics = if topics.is_empty() {
+                cfg.sources
+                    .topics()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                topics
+            };
+            if topics.is_empty() {
+                return Err(usage(anyhow::anyhow!(
+                    "no topic: pass --topic, or list the topics in {}",
+                    config.join(evn_config::SOURCES_FILE).display()
+                )));
+            }
             let mut opts = evn_ingest::IngestOptions::new(&brokers, topics, &group, data);
             opts.keys = data_keys()?;
             if let Some(addr) = metrics_listen {
@@ -317,11 +366,25 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             out,
             customer,
             shard,
+            metrics_listen,
+            metrics_file,
         } => {
             let cfg = load_config(&config)?;
-            let mut opts = evn_billing::BillOptions::new(chrono::Local::now().date_naive());
+            let mut opts =
+                evn_billing::BillOptions::new(evn_rating::berlin_date(chrono::Utc::now()));
             opts.customer = customer;
             opts.shard = shard;
+            opts.keys = data_keys()?;
+            if let Some(path) = std::env::var_os("EVN_PDF_PASSWORDS_FILE").filter(|p| !p.is_empty())
+            {
+                let passwords = evn_billing::PdfPasswords::load(Path::new(&path))
+                    .map_err(|e| usage(anyhow::anyhow!("EVN_PDF_PASSWORDS_FILE: {e}")))?;
+                tracing::info!(
+                    customers = passwords.len(),
+                    "password-protected PDFs for the customers listed"
+                );
+                opts.pdf_passwords = Some(Arc::new(passwords));
+            }
             // A progress bar for a person at a terminal only; logs and pipes get the summary.
             let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
                 indicatif::ProgressBar::new(0).with_style(
@@ -338,10 +401,50 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     bar.inc(1);
                 }));
             }
+            let mut registry = evn_metrics::prometheus_client::registry::Registry::default();
+            opts.metrics.register(&mut registry);
+            let run_seconds = evn_metrics::prometheus_client::metrics::gauge::Gauge::<
+                f64,
+                std::sync::atomic::AtomicU64,
+            >::default();
+            let succeeded = evn_metrics::prometheus_client::metrics::gauge::Gauge::<i64>::default();
+            registry.register(
+                "evn_bill_run_seconds",
+                "Wall time of the billing run (set when it ends)",
+                run_seconds.clone(),
+            );
+            registry.register(
+                "evn_bill_succeeded",
+                "1 if the billing run ended without error, 0 if it failed",
+                succeeded.clone(),
+            );
+            let registry = Arc::new(registry);
+            if let Some(addr) = metrics_listen {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+                let bound = listener.local_addr().context("metrics listener address")?;
+                eprintln!("evn bill metrics on http://{bound}/metrics");
+                let health = Arc::new(evn_metrics::Health::new(Duration::from_secs(3600)));
+                health.set_ready(true);
+                let registry = Arc::clone(&registry);
+                tokio::spawn(async move {
+                    let forever = std::future::pending::<()>();
+                    if let Err(e) = evn_metrics::serve(listener, registry, health, forever).await {
+                        tracing::error!(error = %e, "metrics endpoint failed");
+                    }
+                });
+            }
+            let started = std::time::Instant::now();
             let result =
                 tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts));
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
+            }
+            run_seconds.set(started.elapsed().as_secs_f64());
+            succeeded.set(i64::from(result.is_ok()));
+            if let Some(path) = &metrics_file {
+                write_metrics_file(path, &registry)?;
             }
             let report = result.map_err(|e| {
                 let code = e.exit_code() as u8;
@@ -360,6 +463,24 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Export(args) => privacy::export(args),
         Command::Erase(args) => privacy::erase(args),
     }
+}
+
+/// The registry's text, replaced atomically (temp file + rename): a collector never reads half.
+fn write_metrics_file(
+    path: &Path,
+    registry: &evn_metrics::prometheus_client::registry::Registry,
+) -> Result<(), Failure> {
+    let name = path.file_name().ok_or_else(|| {
+        usage(anyhow::anyhow!(
+            "--metrics-file {}: not a file name",
+            path.display()
+        ))
+    })?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, evn_metrics::encode(registry))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write metrics to {}", path.display()))?;
+    Ok(())
 }
 
 pub(crate) fn print_bill_report(report: &evn_billing::BillReport) {

@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
 
 use crate::{shutdown_signal, usage, Failure};
 
@@ -44,6 +47,14 @@ pub struct ServeArgs {
     /// A connection is closed after this long (a stalled client cannot hold a slot for ever).
     #[arg(long, default_value_t = evn_portal::DEFAULT_MAX_CONNECTION_AGE.as_secs())]
     max_connection_secs: u64,
+    /// Serve Prometheus metrics (`/metrics`), liveness (`/healthz`) and readiness (`/readyz`)
+    /// on this address, plain HTTP, apart from the customers' listener (e.g. 0.0.0.0:9100).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Who may show the download page /portal in a frame (CSP frame-ancestors): 'none', 'self'
+    /// or origins such as https://portal.example.de, separated by spaces.
+    #[arg(long, default_value = evn_portal::DEFAULT_FRAME_ANCESTORS)]
+    frame_ancestors: String,
 }
 
 #[derive(clap::Args)]
@@ -101,7 +112,32 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
     opts.queue_timeout = Duration::from_secs(args.queue_timeout_secs);
     opts.request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
     opts.max_connection_age = Duration::from_secs(args.max_connection_secs.max(1));
+    opts.frame_ancestors = args.frame_ancestors;
     let server = evn_portal::bind(args.listen, &opts).await.map_err(portal)?;
+    if let Some(addr) = args.metrics_listen {
+        // As ingest does it: a port of its own, so the customers' listener shows no metrics,
+        // and a scrape never waits behind the download limit.
+        let mut registry = evn_metrics::prometheus_client::registry::Registry::default();
+        opts.metrics.register(&mut registry);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        let bound = listener.local_addr().context("metrics listener address")?;
+        tracing::info!(%bound, "metrics, /healthz and /readyz served");
+        eprintln!("evn serve metrics on http://{bound}/metrics");
+        let health = Arc::new(evn_metrics::Health::default());
+        tokio::spawn(evn_portal::watch_health(
+            opts.evn_dir.clone(),
+            Arc::clone(&health),
+        ));
+        tokio::spawn(async move {
+            let forever = std::future::pending::<()>();
+            if let Err(e) = evn_metrics::serve(listener, Arc::new(registry), health, forever).await
+            {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
     if !server.is_tls() {
         tracing::warn!(
             "serving plain HTTP: only for use behind an ingress that terminates TLS; give --tls-cert and --tls-key otherwise"

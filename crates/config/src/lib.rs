@@ -7,7 +7,9 @@
 mod counselling;
 mod customers;
 mod error;
+mod numbers;
 mod provider;
+mod sources;
 mod tariffs;
 
 use std::path::{Path, PathBuf};
@@ -17,13 +19,22 @@ use sha2::{Digest, Sha256};
 pub use counselling::{normalise_number, CounsellingList};
 pub use customers::{CustomerDirectory, CustomerRow, Lookup};
 pub use error::ConfigError;
+pub use numbers::{NumberDirectory, NumberEntry};
 pub use provider::Provider;
+pub use sources::{
+    CsvMapping, CustomerFrom, NumberPlan, Source, SourceFormat, Sources, TimeFormat,
+    ASTERISK_CSV_COLUMNS, ASTERISK_CSV_MIN_FIELDS, FREESWITCH_CSV_COLUMNS,
+};
 pub use tariffs::{Increment, Plan, Rate, Tariffs, ZoneId};
 
 pub const PROVIDER_FILE: &str = "provider.toml";
 pub const TARIFFS_FILE: &str = "tariffs.toml";
 pub const CUSTOMERS_FILE: &str = "customers.csv";
 pub const COUNSELLING_FILE: &str = "counselling-numbers.txt";
+/// Optional: what each topic carries (canonical JSON when absent).
+pub const SOURCES_FILE: &str = "sources.toml";
+/// Optional: customers' lines, for sources whose records name no customer.
+pub const NUMBERS_FILE: &str = "numbers.csv";
 
 /// Everything an operator configures, validated. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
@@ -33,6 +44,10 @@ pub struct Config {
     pub tariffs: Tariffs,
     pub customers: CustomerDirectory,
     pub counselling: CounsellingList,
+    /// Per topic, the format of its records (`sources.toml`; empty: all canonical JSON).
+    pub sources: Sources,
+    /// Customers' lines and DID ranges (`numbers.csv`; empty when absent).
+    pub numbers: NumberDirectory,
     /// `sha256:` of the configuration files, in a fixed order: the "config version" a bill records.
     pub version: String,
 }
@@ -63,6 +78,32 @@ impl Config {
         let customers = CustomerDirectory::parse(&p, &t, &tariffs)?;
         let (p, t) = read(COUNSELLING_FILE)?;
         let counselling = CounsellingList::parse(&p, &t)?;
+        // The optional files join the version only when present, so adding none keeps the
+        // version of an existing configuration (and the bills that record it) unchanged.
+        let sources = if dir.join(SOURCES_FILE).exists() {
+            let (p, t) = read(SOURCES_FILE)?;
+            Sources::parse(&p, &t)?
+        } else {
+            Sources::default()
+        };
+        let numbers = if dir.join(NUMBERS_FILE).exists() {
+            let (p, t) = read(NUMBERS_FILE)?;
+            NumberDirectory::parse(&p, &t, &customers)?
+        } else {
+            NumberDirectory::default()
+        };
+        if numbers.is_empty() {
+            if let Some(s) = sources.iter().find(|s| {
+                s.format != SourceFormat::CanonicalJson
+                    && s.customer == CustomerFrom::NumberDirectory
+            }) {
+                return Err(ConfigError::new(
+                    &dir.join(SOURCES_FILE),
+                    Some(s.line),
+                    format!("source {:?} finds customers in the number directory, but {NUMBERS_FILE} is missing or empty: add the customers' lines there, or set customer = \"accountcode\"", s.topic),
+                ));
+            }
+        }
         let version = format!("sha256:{}", hex::encode(&hasher.finalize()[..12]));
         Ok(Config {
             dir: dir.to_owned(),
@@ -70,6 +111,8 @@ impl Config {
             tariffs,
             customers,
             counselling,
+            sources,
+            numbers,
             version,
         })
     }
@@ -88,5 +131,12 @@ mod tests {
         assert!(cfg.tariffs.plans.contains_key("office_flat"));
         assert!(cfg.counselling.len() >= 5);
         assert!(cfg.version.starts_with("sha256:"));
+        assert_eq!(cfg.sources.len(), 5);
+        assert_eq!(
+            cfg.sources.format_of("switch-asterisk"),
+            SourceFormat::AsteriskCsv
+        );
+        assert_eq!(cfg.sources.format_of("cdrs"), SourceFormat::CanonicalJson);
+        assert_eq!(cfg.numbers.len(), 6);
     }
 }

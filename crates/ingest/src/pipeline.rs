@@ -13,9 +13,10 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use evn_config::Config;
+use evn_config::{Config, SourceFormat};
 use evn_metrics::Health;
 use evn_rating::{classify, BillingMonth, Outcome};
+use evn_sources::Converted;
 use evn_store::{CommitLog, Keyring, StoreError, StoredCall, WriteOptions};
 
 use crate::dedup::{self, Dedup};
@@ -141,6 +142,8 @@ struct Buffer {
     last: Option<i64>,
     months: BTreeMap<BillingMonth, Vec<StoredCall>>,
     keys: Vec<(BillingMonth, u128)>,
+    /// (source format, original record id) of converted rows, by offset.
+    provenance: HashMap<i64, (String, String)>,
     dead_letters: Vec<DeliveryFuture>,
     counts: Summary,
     rows: usize,
@@ -356,13 +359,47 @@ impl State {
         buf.since.get_or_insert_with(Instant::now);
         buf.last = Some(offset);
         let payload = m.payload().unwrap_or(&[]);
-        let cdr = match evn_cdr::parse(payload) {
-            Ok(cdr) => cdr,
-            Err(rejection) => {
-                let reason = rejection.code();
-                let detail = rejection.to_string();
-                return self.dead_letter(&tp, offset, m.key(), payload, reason, &detail);
-            }
+        // Topics of other formats are converted first (sources.toml); from there on a record
+        // is a canonical CDR like any other.
+        let source = self
+            .config
+            .sources
+            .get(&tp.0)
+            .filter(|s| s.format != SourceFormat::CanonicalJson);
+        let (cdr, provenance) = match source {
+            None => match evn_cdr::parse(payload) {
+                Ok(cdr) => (cdr, None),
+                Err(rejection) => {
+                    let reason = rejection.code();
+                    let detail = rejection.to_string();
+                    return self.dead_letter(&tp, offset, m.key(), payload, reason, &detail);
+                }
+            },
+            Some(source) => match evn_sources::convert(source, &self.config.numbers, payload) {
+                Ok(Converted::Call(call)) => {
+                    if call.repaired {
+                        tracing::debug!(topic = %tp.0, offset, "invalid UTF-8 repaired in a field that is not billed");
+                    }
+                    let call = *call;
+                    (
+                        call.cdr,
+                        Some((source.format.as_str().to_owned(), call.record_id)),
+                    )
+                }
+                Ok(Converted::Skip(skip)) => {
+                    self.parts
+                        .get_mut(&tp)
+                        .expect("present")
+                        .buf
+                        .counts
+                        .skip(skip.code());
+                    return Ok(());
+                }
+                Err(e) => {
+                    let detail = e.to_string();
+                    return self.dead_letter(&tp, offset, m.key(), payload, e.code(), &detail);
+                }
+            },
         };
         match classify(&cdr, &self.config) {
             Outcome::Skip(skip) => {
@@ -389,6 +426,9 @@ impl State {
                     return Ok(());
                 }
                 buf.keys.push((month, key));
+                if let Some(p) = provenance {
+                    buf.provenance.insert(offset, p);
+                }
                 buf.months.entry(month).or_default().push(StoredCall {
                     call: *call,
                     source_topic: tp.0.clone(),
@@ -506,6 +546,8 @@ impl State {
         let started = Instant::now();
         let options = WriteOptions {
             keys: self.opts.keys.clone(),
+            provenance: (!buf.provenance.is_empty())
+                .then(|| Arc::new(std::mem::take(&mut buf.provenance))),
             ..WriteOptions::default()
         };
         let result = tokio::task::block_in_place(|| {

@@ -54,6 +54,12 @@ impl DataKey {
         DataKey { id, key }
     }
 
+    /// A fresh random key (the operating system's generator), for data that must not outlive
+    /// the process, such as a billing run's spill files.
+    pub fn generate() -> DataKey {
+        DataKey::from_bytes(Aes256Gcm::generate_key(&mut OsRng).into())
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }

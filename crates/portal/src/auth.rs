@@ -113,6 +113,17 @@ struct VerifiedClaims {
     /// validation, not as malformed JSON.
     #[serde(default)]
     sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+}
+
+/// A token that verified: whose it is and until when it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The customer id (`sub`).
+    pub sub: String,
+    /// `exp`, Unix seconds: a session cookie made from the token expires with it.
+    pub exp: u64,
 }
 
 #[derive(Serialize)]
@@ -148,6 +159,11 @@ impl AuthConfig {
 
     /// The customer id (`sub`) of a valid token.
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
+        self.verify_claims(token).map(|v| v.sub)
+    }
+
+    /// The customer id and expiry of a valid token.
+    pub fn verify_claims(&self, token: &str) -> Result<Verified, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Invalid("too long"));
         }
@@ -179,7 +195,10 @@ impl AuthConfig {
         }
         let data = jsonwebtoken::decode::<VerifiedClaims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(reason(&e)))?;
-        data.claims.sub.ok_or(AuthError::Invalid("missing claim"))
+        match (data.claims.sub, data.claims.exp) {
+            (Some(sub), Some(exp)) => Ok(Verified { sub, exp }),
+            _ => Err(AuthError::Invalid("missing claim")),
+        }
     }
 }
 

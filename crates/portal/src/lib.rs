@@ -12,13 +12,20 @@
 //! 4. **Lookup** ([`store`]): the month's manifests say which versions exist; the file is opened
 //!    without following symlinks and must be a regular file.
 //!
+//! The same gates hold for the download page (issue 11, [`page`], [`session`]): its session
+//! cookie carries the portal's token and is verified like a bearer token on every request.
+//!
 //! [`router`] is the whole HTTP surface (tests drive it in memory); [`bind`] + [`Server::run`]
-//! serve it over TCP, plain or TLS 1.2+, with graceful shutdown.
+//! serve it over TCP, plain or TLS 1.2+, with graceful shutdown. Metrics ([`PortalMetrics`])
+//! and [`watch_health`] are for the separate `--metrics-listen` port (`evn-metrics`).
 
 pub mod auth;
 mod http;
+pub mod metrics;
+pub mod page;
 pub mod paths;
 mod server;
+pub mod session;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -29,6 +36,7 @@ use std::time::Duration;
 
 pub use auth::{mint_hs256, parse_ttl, AuthConfig, HmacSecret, PublicKey};
 pub use http::router;
+pub use metrics::PortalMetrics;
 pub use paths::{CustomerId, Format, Month};
 pub use server::{bind, Server};
 
@@ -46,6 +54,11 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 /// How long in-flight responses may run on after shutdown was asked for (SIGTERM).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Who may show the download page in a frame (CSP `frame-ancestors`): nobody, unless the
+/// operator names the portal's origin.
+pub const DEFAULT_FRAME_ANCESTORS: &str = "'none'";
+/// How often [`watch_health`] looks at the EVN folder.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Certificate chain and private key, both PEM.
 #[derive(Debug, Clone)]
@@ -71,6 +84,12 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Data keys to open EVNs sealed at rest (`EVN_DATA_KEY_FILE`).
     pub keys: Option<std::sync::Arc<evn_keys::Keyring>>,
+    /// CSP `frame-ancestors` of the download page: `'none'`, `'self'` or origins such as
+    /// `https://portal.example.de`, separated by spaces. Framed, the session cookie
+    /// (`SameSite=Strict`) is only sent when the framing page is on the same site.
+    pub frame_ancestors: String,
+    /// Counted whether or not anything serves them.
+    pub metrics: PortalMetrics,
 }
 
 impl ServeOptions {
@@ -86,6 +105,8 @@ impl ServeOptions {
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             keys: None,
+            frame_ancestors: DEFAULT_FRAME_ANCESTORS.to_owned(),
+            metrics: PortalMetrics::default(),
         }
     }
 }
@@ -124,6 +145,8 @@ pub enum PortalError {
     },
     #[error("{path}: damaged manifest: {detail}; re-run the billing run for that month or restore the file")]
     Manifest { path: PathBuf, detail: String },
+    #[error("--frame-ancestors {input:?}: {detail}; give 'none', 'self' or origins like https://portal.example.de, separated by spaces")]
+    FrameAncestors { input: String, detail: &'static str },
 }
 
 impl PortalError {
@@ -136,8 +159,59 @@ impl PortalError {
             | PortalError::Ttl { .. }
             | PortalError::CustomerId { .. }
             | PortalError::EvnDir { .. }
-            | PortalError::Tls { .. } => 2,
+            | PortalError::Tls { .. }
+            | PortalError::FrameAncestors { .. } => 2,
             PortalError::Bind { .. } | PortalError::Io { .. } | PortalError::Manifest { .. } => 1,
         }
+    }
+}
+
+/// The sources of CSP `frame-ancestors`, normalised to single spaces: `'none'` (alone),
+/// `'self'`, or `scheme://host[:port]` / `https:` sources. Refused: anything that could end the
+/// directive or the header (`;`, `,`, quotes, control characters) and `*`, which would undo it.
+pub fn check_frame_ancestors(input: &str) -> Result<String, PortalError> {
+    let err = |detail| PortalError::FrameAncestors {
+        input: input.to_owned(),
+        detail,
+    };
+    let sources: Vec<&str> = input.split_ascii_whitespace().collect();
+    if sources.is_empty() {
+        return Err(err("empty"));
+    }
+    for s in &sources {
+        match *s {
+            "'none'" if sources.len() == 1 => {}
+            "'none'" => return Err(err("'none' cannot be combined with other sources")),
+            "'self'" => {}
+            "*" => return Err(err("* would let any site frame the page")),
+            _ => {
+                let ok =
+                    s.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'*')
+                    }) && (s.starts_with("https://") || s.starts_with("http://") || *s == "https:");
+                if !ok {
+                    return Err(err("not a source expression"));
+                }
+            }
+        }
+    }
+    Ok(sources.join(" "))
+}
+
+/// Keeps `health` current for `--metrics-listen`: alive while this loop runs, ready while the
+/// EVN folder opens (checked every [`HEALTH_INTERVAL`]; a check that hangs, as on a dead
+/// network volume, counts as not ready). Runs until dropped.
+pub async fn watch_health(evn_dir: PathBuf, health: std::sync::Arc<evn_metrics::Health>) {
+    loop {
+        health.beat();
+        let dir = evn_dir.clone();
+        // Opened afresh each time: the root's own mount may be what went away.
+        let check = tokio::task::spawn_blocking(move || store::EvnStore::open(&dir)?.check());
+        let ready = matches!(
+            tokio::time::timeout(HEALTH_INTERVAL, check).await,
+            Ok(Ok(Ok(())))
+        );
+        health.set_ready(ready);
+        tokio::time::sleep(HEALTH_INTERVAL).await;
     }
 }

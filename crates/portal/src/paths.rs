@@ -56,23 +56,29 @@ impl fmt::Display for Month {
     }
 }
 
-/// What is served per customer and month. Only the PDF so far; the CSV of the same rows
-/// (issue 11) becomes a second variant with its own extension and media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What is served per customer and month: the PDF, and the CSV of the same rows (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Pdf,
+    Csv,
 }
 
 impl Format {
+    pub const ALL: [Format; 2] = [Format::Pdf, Format::Csv];
+
     pub fn extension(self) -> &'static str {
         match self {
             Format::Pdf => "pdf",
+            Format::Csv => "csv",
         }
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Pdf => "application/pdf",
+            // The billing run writes UTF-8 with a BOM; the charset keeps a browser that shows
+            // it inline from guessing Latin-1.
+            Format::Csv => "text/csv; charset=utf-8",
         }
     }
 
@@ -96,11 +102,12 @@ impl Format {
     }
 }
 
-/// The last path segment of a download: `YYYY-MM.pdf`.
+/// The last path segment of a download: `YYYY-MM.pdf` or `YYYY-MM.csv`.
 pub fn parse_file_name(s: &str) -> Option<(Month, Format)> {
     let (stem, ext) = s.split_once('.')?;
     let format = match ext {
         "pdf" => Format::Pdf,
+        "csv" => Format::Csv,
         _ => return None,
     };
     Some((Month::parse(stem)?, format))
@@ -184,7 +191,10 @@ mod tests {
         check("2026-11.PDF", None);
         check("2026-11.pdf.pdf", None);
         check("2026-11", None);
-        check("2026-11.csv", None);
+        check("2026-11.csv", Some("2026-11.csv"));
+        check("2026-11.CSV", None);
+        check("2026-11.csv.pdf", None);
+        check("2026-11.xlsx", None);
         check("../2026-11.pdf", None);
         check("..%2F2026-11.pdf", None);
         check("2026-11.pdf\0", None);
@@ -225,6 +235,11 @@ mod tests {
         assert_eq!(
             Format::Pdf.download_name(&c, &m, Some(2)),
             "EVN_K1001_2026-11_v2.pdf"
+        );
+        assert_eq!(Format::Csv.file_name(&c, 3), "K1001.v3.csv");
+        assert_eq!(
+            Format::Csv.download_name(&c, &m, Some(2)),
+            "EVN_K1001_2026-11_v2.csv"
         );
     }
 }

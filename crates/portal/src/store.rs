@@ -1,5 +1,6 @@
 //! The EVN folder as the billing run leaves it: `EVN_DIR/YYYY-MM/` with `<customer>.v<N>.pdf`
-//! per version, `<customer>.pdf` (a copy of the current one) and `manifest.json` (plus
+//! and `<customer>.v<N>.csv` per version, `<customer>.pdf`/`.csv` (copies of the current one)
+//! and `manifest.json` (plus
 //! `manifest.shard-I-of-N.json` while a sharded run is not merged yet).
 //!
 //! The manifests are the record of what was issued: a version is served only if a manifest
@@ -36,6 +37,8 @@ pub struct VersionInfo {
     pub version: u32,
     /// SHA-256 of the PDF bytes, lowercase hex.
     pub sha256: String,
+    /// SHA-256 of the CSV bytes; `None` for a version billed before CSVs existed (no CSV).
+    pub csv_sha256: Option<String>,
     /// "Erstellt am" printed on it (`YYYY-MM-DD`), as the manifest records it.
     pub created: Option<String>,
 }
@@ -50,6 +53,16 @@ pub struct CustomerVersions {
 impl CustomerVersions {
     pub fn get(&self, version: u32) -> Option<&VersionInfo> {
         self.versions.iter().find(|v| v.version == version)
+    }
+}
+
+impl VersionInfo {
+    /// The digest of this version's file in `format`, if the manifest records that file.
+    pub fn sha256_of(&self, format: Format) -> Option<&str> {
+        match format {
+            Format::Pdf => Some(&self.sha256),
+            Format::Csv => self.csv_sha256.as_deref(),
+        }
     }
 }
 
@@ -83,6 +96,8 @@ struct RawEntry {
     version: u32,
     sha256: String,
     #[serde(default)]
+    csv_sha256: Option<String>,
+    #[serde(default)]
     versions: Vec<RawVersion>,
 }
 
@@ -92,6 +107,9 @@ struct RawVersion {
     sha256: String,
     #[serde(default)]
     created: Option<String>,
+    /// Absent in manifests written before CSVs existed (issue 11).
+    #[serde(default)]
+    csv_sha256: Option<String>,
 }
 
 type Index = HashMap<String, CustomerVersions>;
@@ -195,6 +213,11 @@ impl EvnStore {
         let Some(info) = versions.get(version.unwrap_or(versions.current)) else {
             return Ok(None);
         };
+        // Only what the manifest records is served: a version without a CSV entry has none,
+        // whatever lies on disk under that name.
+        let Some(sha256) = info.sha256_of(format).map(str::to_owned) else {
+            return Ok(None);
+        };
         let dir_path = self.root.join(month.as_str());
         let Some(dir) = self.open_month(&root, month)? else {
             return Ok(None);
@@ -235,7 +258,7 @@ impl EvnStore {
             content,
             len,
             version: info.version,
-            sha256: info.sha256.clone(),
+            sha256,
         }))
     }
 
@@ -402,6 +425,7 @@ fn parse_manifest(bytes: &[u8]) -> Result<Index, String> {
             versions.push(VersionInfo {
                 version: v.version,
                 sha256: check(&v.sha256)?,
+                csv_sha256: v.csv_sha256.as_deref().map(check).transpose()?,
                 created: v.created,
             });
         }
@@ -409,6 +433,7 @@ fn parse_manifest(bytes: &[u8]) -> Result<Index, String> {
             versions.push(VersionInfo {
                 version: entry.version,
                 sha256: check(&entry.sha256)?,
+                csv_sha256: entry.csv_sha256.as_deref().map(check).transpose()?,
                 created: None,
             });
         }
@@ -511,6 +536,44 @@ mod tests {
         assert_eq!(cur.len, 10);
         assert_eq!(read(cur), b"%PDF-1 two");
         assert!(store.locate(&k1, &nov, Format::Pdf, Some(1)).is_err());
+    }
+
+    /// Issue 11: v1 was billed before CSVs existed (no CSV in the manifest, though a stray file
+    /// lies there), v2 has one, sealed under its own name.
+    #[test]
+    fn csv_is_served_only_where_the_manifest_records_it() {
+        let (tmp, store) = setup();
+        let m = tmp.path().join("2026-11");
+        let keys = Arc::new(Keyring::new(
+            evn_keys::DataKey::from_bytes([5; 32]),
+            Vec::new(),
+        ));
+        std::fs::write(m.join("K1.v1.csv"), b"stray").unwrap();
+        std::fs::write(
+            m.join("K1.v2.csv"),
+            keys.seal(b"\xef\xbb\xbfNr.;Anschluss", "2026-11/K1.v2.csv"),
+        )
+        .unwrap();
+        let mut e = entry(2, &[(1, SHA1), (2, SHA2)]);
+        e["csv_sha256"] = SHA1.into();
+        e["versions"][1]["csv_file"] = "K1.v2.csv".into();
+        e["versions"][1]["csv_sha256"] = SHA1.into();
+        std::fs::write(m.join(MANIFEST), manifest(serde_json::json!({ "K1": e }))).unwrap();
+        let store = store.with_keys(Some(keys));
+        let k1 = CustomerId::parse("K1").unwrap();
+        let nov = Month::parse("2026-11").unwrap();
+        let csv = store.locate(&k1, &nov, Format::Csv, None).unwrap().unwrap();
+        assert_eq!((csv.version, csv.sha256.as_str()), (2, SHA1));
+        assert_eq!(read(csv), "\u{feff}Nr.;Anschluss".as_bytes());
+        let pdf = store.locate(&k1, &nov, Format::Pdf, None).unwrap().unwrap();
+        assert_eq!(pdf.sha256, SHA2, "each format has its own digest");
+        assert!(store
+            .locate(&k1, &nov, Format::Csv, Some(1))
+            .unwrap()
+            .is_none());
+        let v = store.versions(&k1, &nov).unwrap().unwrap();
+        assert_eq!(v.get(1).unwrap().csv_sha256, None);
+        assert_eq!(v.get(2).unwrap().sha256_of(Format::Csv), Some(SHA1));
     }
 
     #[test]

@@ -89,14 +89,17 @@ pub fn erase(
     let (mut rows, mut evn_files) = (0, 0);
     for (&month, &has_rows) in &footprint {
         if has_rows {
-            for path in evn_store::list_month_files(&opts.data, month)? {
-                let keep = |c: &evn_store::StoredCall| c.call.customer_id != id;
-                let rewrite =
-                    fsops::rewrite_parquet(&path, &keep, opts.keys.as_ref(), opts.dry_run)?;
-                if rewrite.dropped > 0 {
-                    rows += rewrite.dropped;
-                    report(&Action::RewriteData { path, rewrite });
-                }
+            let keep = |c: &evn_store::StoredCall| c.call.customer_id != id;
+            let changes = fsops::rewrite_month(
+                &evn_store::month_dir(&opts.data, month),
+                &evn_store::list_month_files(&opts.data, month)?,
+                &keep,
+                opts.keys.as_ref(),
+                opts.dry_run,
+            )?;
+            for (path, rewrite) in changes {
+                rows += rewrite.dropped;
+                report(&Action::RewriteData { path, rewrite });
             }
         }
         let dir = evn_dir::month_dir(&opts.evn, month);

@@ -8,6 +8,13 @@
 //! - A file is rewritten by writing `.<name>.privacy-tmp` beside it, fsyncing it, and renaming
 //!   it over the original: readers see the old or the new file, never a mix. A crash leaves
 //!   the temp file, which the next run removes.
+//! - A month's traffic data is rewritten (rows of some customers removed) as a whole: the new
+//!   folder is built as `.rewriting-<name>` (rewritten files written, untouched ones hard
+//!   linked), marked complete, and swapped in (elsewhere than Linux by two renames, old →
+//!   `.deleting-<name>`, new → `<name>`, with an instant of no month at all), never some files
+//!   rewritten and others not. On Linux the swap is one `renameat2(RENAME_EXCHANGE)`,
+//!   so readers see the old month or the new one, nothing in between. The next run rolls a
+//!   complete `.rewriting-` folder forward and removes an incomplete one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +25,10 @@ use evn_store::{StoredCall, WriteOptions};
 use crate::PrivacyError;
 
 pub const DELETING_PREFIX: &str = ".deleting-";
+pub const REWRITING_PREFIX: &str = ".rewriting-";
+/// Written last into a `.rewriting-` folder: everything in it is durable. Ends in
+/// [`TMP_SUFFIX`], so a copy left in the month after the swap is removed like any temp file.
+const COMPLETE_MARK: &str = ".rewrite-complete.privacy-tmp";
 pub const TMP_SUFFIX: &str = ".privacy-tmp";
 
 pub(crate) fn sync(dir: &Path) -> Result<(), PrivacyError> {
@@ -75,6 +86,18 @@ pub fn finish_leftovers(dir: &Path, dry_run: bool) -> Result<Vec<PathBuf>, Priva
     for entry in entries {
         let path = entry.map_err(|e| PrivacyError::io(dir, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(target) = name.strip_prefix(REWRITING_PREFIX) {
+            found.push(path.clone());
+            if !dry_run {
+                finish_rewrite(&path, &dir.join(target))?;
+            }
+        }
+    }
+    // Rolling forward moved old months to `.deleting-` names: list again.
+    let entries = std::fs::read_dir(dir).map_err(|e| PrivacyError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| PrivacyError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with(DELETING_PREFIX)
             || (name.starts_with('.') && name.ends_with(TMP_SUFFIX))
         {
@@ -106,43 +129,139 @@ pub struct Rewrite {
     pub dropped: usize,
 }
 
-/// Rewrites one Parquet file keeping only the rows `keep` accepts. Nothing dropped: the file
-/// is left alone. Nothing kept: the file is removed. Otherwise the kept rows are written to a
-/// temp file (encrypted with the current key when a keyring is given) and swapped in.
-pub fn rewrite_parquet(
-    path: &Path,
+/// A `.rewriting-` folder found by the next run: complete → swapped in (the old month, if
+/// still in place, goes to `.deleting-`, removed by the caller); incomplete → removed, the old
+/// month stays as it was.
+fn finish_rewrite(staging: &Path, target: &Path) -> Result<(), PrivacyError> {
+    if !staging.join(COMPLETE_MARK).exists() {
+        return remove_all(staging);
+    }
+    swap_in(staging, target)
+}
+
+/// The new month in place of the old one. On Linux one `renameat2(RENAME_EXCHANGE)` swaps the
+/// two folders atomically: the old data then sits under the `.rewriting-` name without the
+/// mark, which is exactly what the next run removes if this one dies now. Elsewhere (or on a
+/// file system without the exchange) two renames, with an instant in which the month is
+/// absent, never mixed.
+fn swap_in(staging: &Path, target: &Path) -> Result<(), PrivacyError> {
+    let dir = parent(target);
+    #[cfg(target_os = "linux")]
+    if target.exists() {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, staging, CWD, target, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                sync(dir)?;
+                let mark = target.join(COMPLETE_MARK);
+                std::fs::remove_file(&mark).map_err(|e| PrivacyError::io(&mark, e))?;
+                sync(target)?;
+                return remove_all(staging);
+            }
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(PrivacyError::io(target, e.into())),
+        }
+    }
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("dir");
+    let old = dir.join(format!("{DELETING_PREFIX}{name}"));
+    if target.exists() {
+        remove_all(&old)?;
+        std::fs::rename(target, &old).map_err(|e| PrivacyError::io(target, e))?;
+        sync(dir)?;
+    }
+    std::fs::rename(staging, target).map_err(|e| PrivacyError::io(target, e))?;
+    sync(dir)?;
+    let mark = target.join(COMPLETE_MARK);
+    std::fs::remove_file(&mark).map_err(|e| PrivacyError::io(&mark, e))?;
+    sync(target)
+}
+
+/// Rewrites a month folder's Parquet files keeping only the rows `keep` accepts, as one step
+/// (see the module docs); one file's rows in memory at a time. Returns each file that loses
+/// rows with what it keeps. Nothing to drop, or `dry_run`: nothing is written.
+pub fn rewrite_month(
+    month_dir: &Path,
+    files: &[PathBuf],
     keep: &dyn Fn(&StoredCall) -> bool,
     keys: Option<&Arc<Keyring>>,
     dry_run: bool,
-) -> Result<Rewrite, PrivacyError> {
-    let mut rows = Vec::new();
-    let mut dropped = 0;
-    evn_store::read_file_with(path, keys, &mut |call| {
-        if keep(&call) {
-            rows.push(call);
-        } else {
-            dropped += 1;
+) -> Result<Vec<(PathBuf, Rewrite)>, PrivacyError> {
+    let name = month_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("dir");
+    let staging = parent(month_dir).join(format!("{REWRITING_PREFIX}{name}"));
+    let mut staged = false;
+    let mut changes = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let mut rows = Vec::new();
+        let mut dropped = 0;
+        evn_store::read_file_with(path, keys, &mut |call| {
+            if keep(&call) {
+                rows.push(call);
+            } else {
+                dropped += 1;
+            }
+        })?;
+        if dropped == 0 && !staged {
+            continue;
         }
-    })?;
-    let result = Rewrite {
-        kept: rows.len(),
-        dropped,
-    };
-    if dry_run || dropped == 0 {
-        return Ok(result);
+        if dry_run {
+            changes.push((
+                path.clone(),
+                Rewrite {
+                    kept: rows.len(),
+                    dropped,
+                },
+            ));
+            continue;
+        }
+        if !staged {
+            // The first file that changes: stage everything so far unchanged as links.
+            remove_all(&staging)?;
+            std::fs::create_dir(&staging).map_err(|e| PrivacyError::io(&staging, e))?;
+            for earlier in &files[..i] {
+                link_or_copy(earlier, &staging)?;
+            }
+            staged = true;
+        }
+        if dropped == 0 {
+            link_or_copy(path, &staging)?;
+            continue;
+        }
+        if !rows.is_empty() {
+            let file_name = path.file_name().expect("Parquet files have names");
+            let options = WriteOptions {
+                keys: keys.cloned(),
+                ..WriteOptions::default()
+            };
+            evn_store::write_file(&staging.join(file_name), &rows, options)?;
+        }
+        changes.push((
+            path.clone(),
+            Rewrite {
+                kept: rows.len(),
+                dropped,
+            },
+        ));
     }
-    if rows.is_empty() {
-        std::fs::remove_file(path).map_err(|e| PrivacyError::io(path, e))?;
-        sync(parent(path))?;
-        return Ok(result);
+    if !staged {
+        return Ok(changes);
     }
-    let tmp = tmp_path(path);
-    let options = WriteOptions {
-        keys: keys.cloned(),
-        ..WriteOptions::default()
-    };
-    evn_store::write_file(&tmp, &rows, options)?;
-    std::fs::rename(&tmp, path).map_err(|e| PrivacyError::io(path, e))?;
-    sync(parent(path))?;
-    Ok(result)
+    sync(&staging)?;
+    replace_file(&staging.join(COMPLETE_MARK), b"")?;
+    swap_in(&staging, month_dir)?;
+    remove_all(&parent(month_dir).join(format!("{DELETING_PREFIX}{name}")))?;
+    Ok(changes)
+}
+
+/// A second name for an unchanged file in the staging folder: no copy of the bytes, and the
+/// original's durability carries over. A file system without hard links gets a durable copy.
+fn link_or_copy(file: &Path, staging: &Path) -> Result<(), PrivacyError> {
+    let to = staging.join(file.file_name().expect("Parquet files have names"));
+    if std::fs::hard_link(file, &to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(file, &to)
+        .and_then(|_| std::fs::File::open(&to)?.sync_all())
+        .map_err(|e| PrivacyError::io(&to, e))
 }

@@ -286,13 +286,17 @@ fn delete_except(
     summary: &mut Summary,
     report: &mut dyn FnMut(&Action),
 ) -> Result<(), PrivacyError> {
-    for path in evn_store::list_month_files(&opts.data, month)? {
-        let keep = |c: &evn_store::StoredCall| held.contains(&c.call.customer_id);
-        let rewrite = fsops::rewrite_parquet(&path, &keep, opts.keys.as_ref(), opts.dry_run)?;
-        if rewrite.dropped > 0 {
-            summary.rows_deleted += rewrite.dropped;
-            report(&Action::RewriteData { path, rewrite });
-        }
+    let keep = |c: &evn_store::StoredCall| held.contains(&c.call.customer_id);
+    let changes = fsops::rewrite_month(
+        &evn_store::month_dir(&opts.data, month),
+        &evn_store::list_month_files(&opts.data, month)?,
+        &keep,
+        opts.keys.as_ref(),
+        opts.dry_run,
+    )?;
+    for (path, rewrite) in changes {
+        summary.rows_deleted += rewrite.dropped;
+        report(&Action::RewriteData { path, rewrite });
     }
     let dir = evn_dir::month_dir(&opts.evn, month);
     let keep = |id: &str| held.contains(id);

@@ -13,7 +13,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use evn_cdr::{Cdr, Direction, Disposition};
 use evn_config::{Config, Lookup};
 
-pub use month::{BillingMonth, MonthError};
+pub use month::{berlin_date, BillingMonth, MonthError};
 
 /// Per-call charges keep four decimals (DOMAIN.md, Rating).
 pub const CHARGE_SCALE: u32 = 4;

@@ -6,6 +6,12 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Berlin;
 
+/// The calendar day in Berlin of an instant: the date a German document is dated with, whatever
+/// the machine's own time zone (containers run in UTC).
+pub fn berlin_date(instant: DateTime<Utc>) -> NaiveDate {
+    instant.with_timezone(&Berlin).date_naive()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BillingMonth {
     year: i32,

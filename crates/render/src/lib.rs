@@ -6,6 +6,7 @@ mod fonts;
 pub mod format;
 mod model;
 mod pdf;
+mod protect;
 #[doc(hidden)]
 pub mod sample;
 mod slim;
@@ -13,3 +14,4 @@ mod slim;
 pub use csv_export::{render_csv, BOM, CSV_HEADER};
 pub use model::{EvnCall, EvnDocument, Header, LineGroup, Row, ZoneSum};
 pub use pdf::{render_pdf, RenderError, RenderedPdf};
+pub use protect::{protect_pdf, ProtectionKeys};

@@ -74,6 +74,8 @@ pub enum RenderError {
     Subset(String),
     #[error("cannot serialise the PDF: {0}")]
     Save(String),
+    #[error("cannot password-protect the PDF: {0}")]
+    Protect(String),
 }
 
 /// A rendered EVN.

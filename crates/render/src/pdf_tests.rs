@@ -344,3 +344,59 @@ fn fonts_are_embedded_subsets_with_unicode_maps() {
         assert_eq!(&flags[4..7], ["yes", "yes", "yes"], "{line}");
     }
 }
+
+/// Issue #11: a protected EVN opens in poppler only with the customer's password (pdftotext
+/// with `-upw`), is AES-256 (pdfinfo), and with the password reads exactly like the plain one.
+#[test]
+fn protected_evn_opens_only_with_the_password() {
+    let plain = render_pdf(&small_doc()).unwrap();
+    let keys = crate::ProtectionKeys {
+        file_key: [7; 32],
+        owner_password: "0123456789abcdef0123456789abcdef".into(),
+    };
+    let password = "Kunden-Passwort ä 42";
+    let protected = crate::protect_pdf(&plain.bytes, password, &keys).unwrap();
+    assert!(protected.starts_with(b"%PDF-2.0"));
+    for needle in ["Größler", "0151", "Seite 1"] {
+        assert!(!protected
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes()));
+    }
+    let path = scratch("protected.pdf");
+    std::fs::write(&path, &protected).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(args[0])
+            .args(&args[1..])
+            .arg(&path)
+            .args(if args[0] == "pdftotext" {
+                vec!["-"]
+            } else {
+                vec![]
+            })
+            .output()
+            .unwrap()
+    };
+    let refused = run(&["pdftotext", "-upw", "falsch"]);
+    assert!(!refused.status.success());
+    let nothing = run(&["pdftotext"]);
+    assert!(!nothing.status.success());
+    let opened = run(&["pdftotext", "-layout", "-enc", "UTF-8", "-upw", password]);
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(opened.stdout).unwrap(),
+        pdf_text(&plain.bytes)
+    );
+    let info = run(&["pdfinfo", "-upw", password]);
+    let info = String::from_utf8(info.stdout).unwrap();
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Encrypted:") && l.contains("AES-256")),
+        "{info}"
+    );
+    std::fs::remove_file(&path).ok();
+    assert!(crate::protect_pdf(&plain.bytes, "", &keys).is_err());
+}

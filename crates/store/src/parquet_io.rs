@@ -1,5 +1,6 @@
 //! The Parquet schema of stored calls, and writing and reading whole files.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,11 @@ pub struct WriteOptions {
     /// With a keyring, files are written with Parquet modular encryption (AES-GCM, the current
     /// 256-bit key, footer and every column encrypted; the key id in the footer key metadata).
     pub keys: Option<Arc<Keyring>>,
+    /// Where converted calls came from, by `source_offset`: (source format, original record id)
+    /// for the `source_format` / `source_record_id` columns; rows not listed (canonical JSON)
+    /// get nulls. Kept beside [`StoredCall`] rather than in it so the row type stays as the
+    /// readers and writers of other crates build it; a rewrite that passes none writes nulls.
+    pub provenance: Option<Arc<HashMap<i64, (String, String)>>>,
 }
 
 impl Default for WriteOptions {
@@ -54,6 +60,7 @@ impl Default for WriteOptions {
         WriteOptions {
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
             keys: None,
+            provenance: None,
         }
     }
 }
@@ -115,10 +122,17 @@ pub fn schema() -> SchemaRef {
         Field::new("source_topic", DataType::Utf8, false),
         Field::new("source_partition", DataType::Int32, false),
         Field::new("source_offset", DataType::Int64, false),
+        // Appended last and nullable: files written before they existed read the same, and
+        // canonical JSON records have no other format or id.
+        Field::new("source_format", DataType::Utf8, true),
+        Field::new("source_record_id", DataType::Utf8, true),
     ]))
 }
 
-fn to_batch(rows: &[StoredCall]) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn to_batch(
+    rows: &[StoredCall],
+    provenance: Option<&HashMap<i64, (String, String)>>,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let n = rows.len();
     let mut cdr_id = StringBuilder::with_capacity(n, n * 20);
     let mut switch_id = StringBuilder::with_capacity(n, n * 6);
@@ -136,7 +150,19 @@ fn to_batch(rows: &[StoredCall]) -> Result<RecordBatch, arrow::error::ArrowError
     let mut topic = StringBuilder::with_capacity(n, n * 8);
     let mut partition = Int32Builder::with_capacity(n);
     let mut offset = Int64Builder::with_capacity(n);
+    let mut format = StringBuilder::new();
+    let mut record_id = StringBuilder::new();
     for r in rows {
+        match provenance.and_then(|p| p.get(&r.source_offset)) {
+            Some((f, id)) => {
+                format.append_value(f);
+                record_id.append_value(id);
+            }
+            None => {
+                format.append_null();
+                record_id.append_null();
+            }
+        }
         let c = &r.call;
         cdr_id.append_value(&c.cdr_id);
         switch_id.append_value(&c.switch_id);
@@ -172,6 +198,8 @@ fn to_batch(rows: &[StoredCall]) -> Result<RecordBatch, arrow::error::ArrowError
         Arc::new(topic.finish()),
         Arc::new(partition.finish()),
         Arc::new(offset.finish()),
+        Arc::new(format.finish()),
+        Arc::new(record_id.finish()),
     ];
     RecordBatch::try_new(schema(), columns)
 }
@@ -183,10 +211,11 @@ pub fn write_file(
     rows: &[StoredCall],
     options: WriteOptions,
 ) -> Result<u64, StoreError> {
-    let batch = to_batch(rows).map_err(|source| StoreError::Arrow {
-        path: path.to_owned(),
-        source,
-    })?;
+    let batch =
+        to_batch(rows, options.provenance.as_deref()).map_err(|source| StoreError::Arrow {
+            path: path.to_owned(),
+            source,
+        })?;
     let pq = |source| StoreError::Parquet {
         path: path.to_owned(),
         source,
@@ -478,13 +507,69 @@ pub(crate) mod tests {
             &rows,
             WriteOptions {
                 row_group_rows: 300,
-                keys: None,
+                ..WriteOptions::default()
             },
         )
         .unwrap();
         let mut back = Vec::new();
         read_file(&path, &mut |r| back.push(r)).unwrap();
         // Microsecond precision is what the file promises.
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn provenance_columns_are_last_nullable_and_old_files_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        let rows: Vec<StoredCall> = (0..4).map(sample).collect();
+        let provenance: HashMap<i64, (String, String)> =
+            [(1, ("asterisk-csv".to_owned(), "1795508102.1".to_owned()))].into();
+        let options = WriteOptions {
+            provenance: Some(Arc::new(provenance)),
+            ..WriteOptions::default()
+        };
+        write_file(&path, &rows, options).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let batch = reader.into_iter().next().unwrap().unwrap();
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names[15..], ["source_format", "source_record_id"]);
+        let col = |name| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (format, id) = (col("source_format"), col("source_record_id"));
+        assert!(format.is_null(0) && id.is_null(0));
+        assert_eq!(
+            (format.value(1), id.value(1)),
+            ("asterisk-csv", "1795508102.1")
+        );
+        let mut back = Vec::new();
+        read_file(&path, &mut |r| back.push(r)).unwrap();
+        assert_eq!(back, rows);
+
+        // A file from before the columns existed: the first 15 columns only.
+        let old = dir.path().join("old.parquet");
+        let full = to_batch(&rows, None).unwrap();
+        let narrow = full.project(&(0..15).collect::<Vec<_>>()).unwrap();
+        let mut w =
+            ArrowWriter::try_new(File::create(&old).unwrap(), narrow.schema(), None).unwrap();
+        w.write(&narrow).unwrap();
+        w.close().unwrap();
+        let mut back = Vec::new();
+        read_file(&old, &mut |r| back.push(r)).unwrap();
         assert_eq!(back, rows);
     }
 

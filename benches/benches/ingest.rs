@@ -1,0 +1,379 @@
+//! End-to-end ingest (`cargo bench -p evn-benches --bench ingest`) through the embedded broker
+//! over TCP, with the release `evn` binary (`cargo build --release -p evn-cli` first):
+//! 1. `evn broker` with a 32-partition topic (the mock keeps at most 5 MiB of compressed
+//!    batches per partition: 32 hold the whole backlog), `evn produce` of N CDRs (2 M by default,
+//!    `EVN_BENCH_SCALE` scales it) spread over 14 billing months, 20,000 customers;
+//! 2. the peers on the same topic in the same run: `kcat` raw read (the read floor) before and
+//!    after the ingest runs, and `benches/peers/ingest_confluent.py` (confluent-kafka + pyarrow);
+//! 3. `evn ingest --exit-when-idle 0.5` on a fresh group and data folder: one process, then two
+//!    in one group. Time is from start to exit, where the last durable commit happens; the
+//!    figures subtract the 0.5 s idle wait (the exit comes 0.5–1.0 s after the last record, so
+//!    this still counts up to 0.5 s of waiting against us). Peak RSS is each child's `VmHWM`.
+//!
+//! Issue #7 targets: ≥ 400,000 CDRs/s one process, ≥ 700,000 two; ≥ 0.5 × kcat, ≥ 7 × the
+//! Python script; peak RSS ≤ 256 MiB with a 2 M backlog over 14 months.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use chrono::DateTime;
+
+const TOPIC: &str = "cdrs";
+const PARTITIONS: usize = 32;
+const CUSTOMERS: usize = 20_000;
+const IDLE_S: f64 = 0.5;
+
+/// A running `evn broker`; killed on drop.
+struct Broker {
+    child: Child,
+    addr: String,
+}
+
+impl Broker {
+    fn start(evn: &Path) -> Broker {
+        let mut child = Command::new(evn)
+            .args(["broker", "--listen", "127.0.0.1:0"])
+            .args(["--topic", &format!("{TOPIC}:{PARTITIONS}")])
+            .args(["--topic", &format!("{TOPIC}.dlq:1")])
+            .env("EVN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start evn broker");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("broker banner");
+        let addr = line
+            .split_whitespace()
+            .nth(4)
+            .expect("address in the banner")
+            .to_owned();
+        Broker { child, addr }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `n` CDRs, in time order over 14 billing months (January 2026 to February 2027, as a
+/// backlog replay would be), customers spread over all partitions. Mix: 90 % answered outbound
+/// calls to mobile, landline, EU and service numbers (stored), 5 % unanswered, 5 % inbound
+/// (skipped, counted). Returns the bytes written (the records' payload bytes plus newlines).
+fn write_cdrs(path: &Path, n: usize) -> u64 {
+    let mut f =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
+    let first = 1_767_222_000_i64; // 2026-01-01T00:00:00+01:00
+    let span = 1_803_942_000_i64 - first; // to 2027-03-01T00:00:00+01:00: 14 months
+    let called = [
+        "+4915112345678",
+        "+4930123456",
+        "+33612345678",
+        "+491801234567",
+        "+4917612345678",
+        "+4989765432",
+    ];
+    let fmt = |s: i64| {
+        DateTime::from_timestamp(s, 0)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%SZ")
+    };
+    let mut bytes = 0u64;
+    let mut line = Vec::with_capacity(400);
+    for i in 0..n {
+        let start = first + (i as i64 * span) / n as i64;
+        let c = (i.wrapping_mul(2_654_435_761)) % CUSTOMERS;
+        let (direction, answer, disposition) = match i % 20 {
+            7 => ("outbound", None, "no_answer"),
+            13 => ("inbound", Some(start + 4), "answered"),
+            _ => ("outbound", Some(start + 4), "answered"),
+        };
+        let end = start + 4 + 1 + (i as i64 * 7919) % 900;
+        line.clear();
+        write!(
+            line,
+            r#"{{"cdr_id":"fra1-{i:012}","switch_id":"fra1","customer_id":"{}","calling_number":"+4930{:07}","called_number":"{}","direction":"{direction}","start_time":"{}","answer_time":{},"end_time":"{}","disposition":"{disposition}"}}"#,
+            evn_benches::customer_id(c),
+            1_000_000 + c * 2 + i % 2,
+            called[i % called.len()],
+            fmt(start),
+            answer.map_or("null".to_owned(), |a| format!("\"{}\"", fmt(a))),
+            fmt(end),
+        )
+        .expect("format");
+        line.push(b'\n');
+        f.write_all(&line).expect("write");
+        bytes += line.len() as u64;
+    }
+    f.flush().expect("flush");
+    bytes
+}
+
+fn find_kcat() -> Option<&'static str> {
+    ["kcat", "kafkacat"].into_iter().find(|b| {
+        Command::new(b)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    })
+}
+
+/// `kcat -C -o beginning -e` of the whole topic: records/s of a raw read (payloads to a pipe).
+fn kcat(bin: &str, broker: &Broker, n: usize) -> serde_json::Value {
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .args([
+            "-C",
+            "-b",
+            &broker.addr,
+            "-t",
+            TOPIC,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start kcat");
+    let mut out = child.stdout.take().expect("stdout");
+    let (mut records, mut bytes, mut buf) = (0usize, 0u64, vec![0u8; 1 << 20]);
+    loop {
+        let k = out.read(&mut buf).expect("read kcat");
+        if k == 0 {
+            break;
+        }
+        bytes += k as u64;
+        records += buf[..k].iter().filter(|&&b| b == b'\n').count();
+    }
+    let status = child.wait().expect("wait kcat");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(status.success(), "kcat failed: {status}");
+    assert_eq!(records, n, "kcat read every record");
+    println!(
+        "  kcat raw read: {records} records in {secs:.2} s = {:.0} records/s ({:.0} MB/s)",
+        records as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+    serde_json::json!({ "records": records, "seconds": secs, "records_per_s": (records as f64 / secs).round(), "mb_per_s": bytes as f64 / secs / 1e6 })
+}
+
+/// `procs` `evn ingest` processes in one fresh group, to a fresh data folder.
+fn ingest(
+    evn: &Path,
+    broker: &Broker,
+    config: &Path,
+    work: &Path,
+    procs: usize,
+    n: usize,
+    bytes: u64,
+) -> serde_json::Value {
+    let data = work.join(format!("data-{procs}"));
+    let group = format!("bench-ingest-{procs}-{}", std::process::id());
+    let start = Instant::now();
+    let mut children: Vec<Child> = (0..procs)
+        .map(|p| {
+            Command::new(evn)
+                .arg("ingest")
+                .args([
+                    "--brokers",
+                    &broker.addr,
+                    "--topic",
+                    TOPIC,
+                    "--group",
+                    &group,
+                ])
+                .arg("--config")
+                .arg(config)
+                .arg("--data")
+                .arg(&data)
+                .args(["--exit-when-idle", &IDLE_S.to_string()])
+                .env("EVN_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(
+                    std::fs::File::create(work.join(format!("ingest-{procs}-{p}.log")))
+                        .expect("log"),
+                )
+                .spawn()
+                .expect("start evn ingest")
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .iter_mut()
+        .map(|c| c.stdout.take().expect("stdout"))
+        .collect();
+    let waited = evn_benches::wait_all_with_peak_rss(&mut children, start);
+    let mut consumed = 0u64;
+    let mut stored = 0u64;
+    let mut files = 0u64;
+    let mut replayed = 0u64;
+    for (mut out, (status, _, _)) in outs.into_iter().zip(&waited) {
+        assert!(
+            status.success(),
+            "evn ingest failed ({status}); see {}",
+            work.display()
+        );
+        let mut s = String::new();
+        out.read_to_string(&mut s).expect("summary");
+        let summary: serde_json::Value =
+            serde_json::from_str(s.lines().last().expect("summary line")).expect("json");
+        // Records a member handled again after a rebalance (its predecessor's uncommitted
+        // buffer, or what it had committed) are counted as skipped "replayed".
+        consumed += summary["consumed"].as_u64().unwrap_or(0);
+        replayed += summary["skipped"]["replayed"].as_u64().unwrap_or(0);
+        stored += summary["stored"].as_u64().unwrap_or(0);
+        files += summary["files"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(consumed - replayed, n as u64, "every record handled once");
+    let wall = waited
+        .iter()
+        .map(|w| w.1)
+        .max()
+        .expect("a process")
+        .as_secs_f64();
+    let secs = wall - IDLE_S;
+    let peaks: Vec<f64> = waited.iter().map(|w| w.2).collect();
+    println!(
+        "  evn ingest x{procs}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files) in {secs:.2} s (+{IDLE_S} s idle wait) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB",
+        n as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        n as f64 / wall,
+        peaks.iter().map(|p| p.round()).collect::<Vec<_>>(),
+    );
+    let _ = std::fs::remove_dir_all(&data);
+    serde_json::json!({
+        "processes": procs,
+        "consumed": consumed, "replayed": replayed, "stored": stored, "files": files,
+        "seconds": secs, "wall_seconds_incl_idle": wall, "idle_wait_s": IDLE_S,
+        "cdrs_per_s": (n as f64 / secs).round(),
+        "cdrs_per_s_incl_idle": (n as f64 / wall).round(),
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "peak_rss_mib": peaks,
+    })
+}
+
+/// The Python peer: one process, same topic, fresh group.
+fn python_peer(broker: &Broker, config: &Path, work: &Path, n: usize) -> serde_json::Value {
+    let script = evn_benches::repo().join("benches/peers/ingest_confluent.py");
+    let out = work.join("python-out");
+    let child = Command::new("python3")
+        .arg(&script)
+        .args(["--brokers", &broker.addr, "--topic", TOPIC])
+        .args(["--group", &format!("bench-python-{}", std::process::id())])
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        println!("  python peer: python3 not found, skipped");
+        return serde_json::json!({ "skipped": "python3 not found" });
+    };
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (status, wall, peak) = evn_benches::wait_with_peak_rss(&mut child);
+    let mut s = String::new();
+    stdout.read_to_string(&mut s).expect("python output");
+    if !status.success() {
+        println!("  python peer failed ({status}; pip install confluent-kafka pyarrow): skipped");
+        return serde_json::json!({ "skipped": format!("failed: {status}") });
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(s.lines().last().unwrap_or("{}")).unwrap_or_default();
+    let secs = wall.as_secs_f64();
+    println!(
+        "  python peer (confluent-kafka + pyarrow): {} CDRs ({} stored) in {secs:.1} s = {:.0} CDRs/s; peak RSS {peak:.0} MiB",
+        summary["consumed"], summary["stored"], n as f64 / secs
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    serde_json::json!({ "seconds": secs, "cdrs_per_s": (n as f64 / secs).round(), "peak_rss_mib": peak, "summary": summary })
+}
+
+fn main() {
+    let evn = evn_benches::evn_bin();
+    let n = evn_benches::scaled(2_000_000, 10_000);
+    let tmp = evn_benches::scratch("ingest");
+    let config = tmp.path().join("config");
+    evn_benches::write_config(&config, CUSTOMERS);
+    let file: PathBuf = tmp.path().join("cdrs.jsonl");
+    let t = Instant::now();
+    let bytes = write_cdrs(&file, n);
+    println!(
+        "ingest: generated {n} CDRs ({:.0} MB) in {:.1} s",
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+
+    let broker = Broker::start(&evn);
+    let t = Instant::now();
+    let status = Command::new(&evn)
+        .args(["produce", "--brokers", &broker.addr, "--topic", TOPIC])
+        .arg(&file)
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .expect("run evn produce");
+    assert!(status.success(), "evn produce failed");
+    let produce_s = t.elapsed().as_secs_f64();
+    println!(
+        "  evn produce: {n} CDRs in {produce_s:.1} s = {:.0} CDRs/s",
+        n as f64 / produce_s
+    );
+    let _ = std::fs::remove_file(&file);
+
+    let kcat_bin = find_kcat();
+    let mut kcat_runs = Vec::new();
+    if let Some(bin) = kcat_bin {
+        kcat_runs.push(kcat(bin, &broker, n));
+    } else {
+        println!("  kcat not found (apt-get install kcat): peer skipped");
+    }
+    let one = ingest(&evn, &broker, &config, tmp.path(), 1, n, bytes);
+    let two = ingest(&evn, &broker, &config, tmp.path(), 2, n, bytes);
+    let python = python_peer(&broker, &config, tmp.path(), n);
+    if let Some(bin) = kcat_bin {
+        kcat_runs.push(kcat(bin, &broker, n));
+    }
+    // The floor is the faster of the two kcat reads (the stricter comparison for us).
+    let kcat_best = kcat_runs
+        .iter()
+        .filter_map(|k| k["records_per_s"].as_f64())
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let one_rate = one["cdrs_per_s"].as_f64().expect("rate");
+    let two_rate = two["cdrs_per_s"].as_f64().expect("rate");
+    let py_rate = python["cdrs_per_s"].as_f64();
+    let ratios = serde_json::json!({
+        "one_process_vs_kcat": kcat_best.map(|k| one_rate / k),
+        "two_processes_vs_kcat": kcat_best.map(|k| two_rate / k),
+        "one_process_vs_python": py_rate.map(|p| one_rate / p),
+        "two_processes_vs_python": py_rate.map(|p| two_rate / p),
+    });
+    println!("  ratios: {ratios}");
+    let result = serde_json::json!({
+        "bench": "ingest",
+        "cdrs": n,
+        "bytes": bytes,
+        "partitions": PARTITIONS,
+        "billing_months": 14,
+        "customers": CUSTOMERS,
+        "produce_s": produce_s,
+        "one_process": one,
+        "two_processes": two,
+        "peers": { "kcat": kcat_runs, "kcat_best_records_per_s": kcat_best, "python_confluent_pyarrow": python },
+        "ratios": ratios,
+        "targets": {
+            "one_process_cdrs_per_s_min": 400_000, "two_processes_cdrs_per_s_min": 700_000,
+            "vs_kcat_min": 0.5, "vs_python_min": 7, "peak_rss_mib_max": 256,
+        },
+    });
+    drop(broker);
+    let path = evn_benches::write_result("ingest", &result);
+    println!("  written to {}", path.display());
+}

@@ -1,0 +1,132 @@
+//! Per-customer passwords for protected EVN PDFs (issue #11, optional): a CSV file the operator
+//! mounts as a secret (`EVN_PDF_PASSWORDS_FILE`), exported from wherever customers choose their
+//! EVN password (the customer portal, the CRM). Header `customer_id,password`; a customer listed
+//! gets every new EVN version encrypted with that password (AES-256), others get plain PDFs.
+//! Passwords are never logged, printed or written anywhere else.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordsError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {detail}")]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        detail: String,
+    },
+}
+
+/// Customer id → password.
+#[derive(Clone, Default)]
+pub struct PdfPasswords(HashMap<String, String>);
+
+impl std::fmt::Debug for PdfPasswords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PdfPasswords({} customers)", self.0.len())
+    }
+}
+
+impl PdfPasswords {
+    pub fn get(&self, customer_id: &str) -> Option<&str> {
+        self.0.get(customer_id).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        PdfPasswords(pairs.into_iter().collect())
+    }
+
+    pub fn load(path: &Path) -> Result<Self, PasswordsError> {
+        let bytes = std::fs::read(path).map_err(|source| PasswordsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |line: u64, detail: String| PasswordsError::Invalid {
+            path: path.to_owned(),
+            line,
+            detail,
+        };
+        let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
+        let header = reader
+            .headers()
+            .map_err(|e| invalid(1, e.to_string()))?
+            .clone();
+        if header.iter().collect::<Vec<_>>() != ["customer_id", "password"] {
+            return Err(invalid(
+                1,
+                "expected the header customer_id,password".into(),
+            ));
+        }
+        let mut map = HashMap::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                // The csv error text may quote the record, and with it a password.
+                invalid(line, "not a CSV record of two fields".into())
+            })?;
+            let line = record.position().map_or(0, |p| p.line());
+            let (id, password) = (&record[0], &record[1]);
+            if id.is_empty() || password.is_empty() {
+                return Err(invalid(
+                    line,
+                    "customer id and password must not be empty".into(),
+                ));
+            }
+            // Kept short of what people type, long enough to resist guessing offline: the
+            // file can be copied, the guesses are then free.
+            if password.chars().count() < 8 || password.len() > 127 {
+                return Err(invalid(
+                    line,
+                    format!("the password of {id} must have 8 to 127 characters"),
+                ));
+            }
+            if map.insert(id.to_owned(), password.to_owned()).is_some() {
+                return Err(invalid(line, format!("customer {id} is listed twice")));
+            }
+        }
+        Ok(PdfPasswords(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_passwords_and_names_bad_lines_without_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "customer_id,password\nK1001,Geheim-123 ä\n").unwrap();
+        let p = PdfPasswords::load(&path).unwrap();
+        assert_eq!(p.get("K1001"), Some("Geheim-123 ä"));
+        assert_eq!(p.get("K1002"), None);
+        assert_eq!(format!("{p:?}"), "PdfPasswords(1 customers)");
+        for (text, line) in [
+            ("customer_id,password\nK1001,kurz\n", 2),
+            (
+                "customer_id,password\nK1001,langgenug1\nK1001,langgenug2\n",
+                3,
+            ),
+            ("id,pw\n", 1),
+            ("customer_id,password\nK1001,langgenug1,extra\n", 2),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = PasswordsError::to_string(&PdfPasswords::load(&path).unwrap_err());
+            assert!(e.contains(&format!("p.csv:{line}:")), "{e}");
+            assert!(!e.contains("langgenug"), "a password in the error: {e}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Any other CSV (carrier exports, Kamailio `acc` written to a file, a billing platform):
+//! `columns` names the record's columns, `[source.fields]` says which column is which
+//! canonical field, `time_format` how times are written, `dispositions` how outcomes are
+//! spelled (anything not listed is read as an Asterisk name, Q.850 cause or SIP code).
+//!
+//! Legs: one record per call is assumed; a carrier file with one row per leg must be filtered
+//! before it is sent (or carry a disposition the mapping turns into something unanswered).
+
+use chrono::DateTime;
+
+use evn_config::{Source, TimeFormat};
+
+use crate::time::{self, Stamp, Times};
+use crate::{content_id, csv_fields, disposition, Read, Record, Skip, SourceError};
+
+pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
+    let Some(fields) = csv_fields(source, text)? else {
+        return Ok(Read::Skip(Skip::Header));
+    };
+    let m = source.csv.as_ref().expect("csv sources have a mapping");
+    let at = |i: usize| fields.get(i).map(String::as_str).unwrap_or("");
+    let opt = |i: Option<usize>| i.map(at).filter(|v| !v.is_empty());
+    let stamp = |field: &'static str, v: Option<&str>| -> Result<Option<Stamp>, SourceError> {
+        let Some(v) = v else { return Ok(None) };
+        let bad = || SourceError::BadTime {
+            field,
+            value: v.to_owned(),
+        };
+        let s = match &m.time_format {
+            TimeFormat::Wall(pattern) => {
+                Stamp::Wall(chrono::NaiveDateTime::parse_from_str(v, pattern).map_err(|_| bad())?)
+            }
+            TimeFormat::Rfc3339 => Stamp::utc(
+                DateTime::parse_from_rfc3339(v).map_err(|_| bad())?.to_utc(),
+                v.contains('.'),
+            ),
+            TimeFormat::EpochSeconds => time::parse_epoch_seconds(v).ok_or_else(bad)?,
+            TimeFormat::EpochMillis => time::parse_epoch_int(v, 1000).ok_or_else(bad)?,
+            TimeFormat::EpochMicros => time::parse_epoch_int(v, 1_000_000).ok_or_else(bad)?,
+        };
+        Ok(Some(s))
+    };
+    let start = stamp("start_time", opt(Some(m.start_time)))?.ok_or(SourceError::Missing {
+        field: "start_time",
+    })?;
+    let answer = stamp("answer_time", opt(m.answer_time))?;
+    let end = stamp("end_time", opt(m.end_time))?;
+    let billsec = match opt(m.billsec) {
+        Some(v) => Some(time::parse_seconds(v).ok_or_else(|| SourceError::BadTime {
+            field: "billsec",
+            value: v.to_owned(),
+        })?),
+        None => None,
+    };
+    let disposition = match opt(m.disposition) {
+        Some(v) => Some(
+            m.dispositions
+                .get(v)
+                .copied()
+                .or_else(|| disposition::recognise(v))
+                .ok_or_else(|| SourceError::UnknownValue {
+                    field: "disposition",
+                    value: v.to_owned(),
+                })?,
+        ),
+        None => None,
+    };
+    let id = at(m.cdr_id).to_owned();
+    let id = if id.is_empty() {
+        content_id(fields.join("\u{1f}").as_bytes())
+    } else {
+        id
+    };
+    Ok(Read::Record(Box::new(Record {
+        record_id: id.clone(),
+        cdr_id: id,
+        calling: at(m.calling_number).to_owned(),
+        presented: None,
+        called: at(m.called_number).to_owned(),
+        context: None,
+        accountcode: m.customer_id.map(|i| at(i).to_owned()),
+        times: Times {
+            start,
+            answer,
+            end,
+            duration: None,
+            billsec,
+        },
+        disposition,
+        causes: Vec::new(),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use evn_config::SourceFormat;
+
+    use crate::testing::{code, run, source};
+
+    fn carrier() -> evn_config::Source {
+        source(
+            SourceFormat::Csv,
+            r#"timezone = "Europe/Berlin"
+delimiter = ";"
+columns = ["id", "a", "b", "start", "answer", "end", "status"]
+time_format = "%d.%m.%Y %H:%M:%S"
+dispositions = { "OK" = "answered", "BESETZT" = "busy" }
+[source.fields]
+cdr_id = "id"
+calling_number = "a"
+called_number = "b"
+start_time = "start"
+answer_time = "answer"
+end_time = "end"
+disposition = "status"
+"#,
+        )
+    }
+
+    #[test]
+    fn a_mapped_carrier_row_field_by_field() {
+        let row = "CR-77;004930901821;0221555010;24.11.2026 09:15:02;24.11.2026 09:15:09;24.11.2026 09:17:11;OK";
+        // Both lines belong to customers: internal.
+        assert_eq!(code(&carrier(), row.as_bytes()), "skip internal");
+        let row = row.replace("0221555010", "0033123456789");
+        assert_eq!(
+            run(&carrier(), row.as_bytes()).unwrap(),
+            "sw1 CR-77 K1001 +4930901821→+33123456789 outbound answered \
+             start=2026-11-24T08:15:02Z answer=08:15:09 end=08:17:11 billable=122s id=CR-77"
+        );
+        let busy = row
+            .replace(";OK", ";BESETZT")
+            .replace("24.11.2026 09:15:09", "");
+        assert!(run(&carrier(), busy.as_bytes())
+            .unwrap()
+            .contains("outbound busy"));
+        let sip = row
+            .replace(";OK", ";486")
+            .replace("24.11.2026 09:15:09", "");
+        assert!(run(&carrier(), sip.as_bytes())
+            .unwrap()
+            .contains("outbound busy"));
+        assert_eq!(
+            code(&carrier(), row.replace(";OK", ";??").as_bytes()),
+            "unknown_enum_value"
+        );
+        assert_eq!(
+            code(&carrier(), b"id;a;b;start;answer;end;status"),
+            "skip header"
+        );
+    }
+
+    #[test]
+    fn epoch_and_rfc3339_times_need_no_zone() {
+        let s = source(
+            SourceFormat::Csv,
+            r#"columns = ["id", "a", "b", "answer", "billsec", "start"]
+time_format = "rfc3339"
+[source.fields]
+cdr_id = "id"
+calling_number = "a"
+called_number = "b"
+start_time = "start"
+answer_time = "answer"
+billsec = "billsec"
+"#,
+        );
+        let row =
+            "x1,+4989123456,+4915112345678,2026-11-24T09:15:09+01:00,122,2026-11-24T08:15:02Z";
+        let got = run(&s, row.as_bytes()).unwrap();
+        assert!(
+            got.contains("answer=08:15:09 end=08:17:11 billable=122s"),
+            "{got}"
+        );
+        let unanswered = "x2,+4989123456,+4915112345678,,0,2026-11-24T08:15:02Z";
+        let got = run(&s, unanswered.as_bytes()).unwrap();
+        assert!(
+            got.contains("outbound failed") && got.contains("answer=-"),
+            "{got}"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Numbers as switches write them → E.164, a short code, or something internal to the switch.
+//!
+//! Rule, in order, for what is left after stripping a SIP/tel URI and visual separators:
+//! 1. `*…`/`#…` (feature codes such as `*97`) → internal;
+//! 2. `+` and digits → E.164;
+//! 3. no digits at all, or letters (`anonymous`, Asterisk's `s`) → not a number;
+//! 4. digits starting with a configured short code (`110`, `116…`) and at most 6 long → short code;
+//! 5. at most `extension_max_digits` digits (`1001`) → extension: internal;
+//! 6. starting with the international prefix (`0033…`) → `+33…`;
+//! 7. starting with the trunk prefix (`030…`) → `+49 30…` with the source's country code;
+//! 8. starting with the country code and long enough for a subscriber number (`4930…`, E.164
+//!    without `+`, as many carriers send it) → `+4930…`;
+//! 9. anything else cannot be placed and is an error.
+
+use evn_cdr::{NumberError, PhoneNumber};
+use evn_config::NumberPlan;
+
+/// Digits after the country code that an E.164 number written without `+` has at least.
+const MIN_NATIONAL_DIGITS: usize = 6;
+/// Short codes are never longer than this (`116123`).
+const MAX_SHORT_CODE_DIGITS: usize = 6;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Num {
+    /// E.164 or a national short code: a destination the network routes.
+    External(PhoneNumber),
+    /// An extension or feature code of the switch itself.
+    Internal(String),
+    /// Not a number at all (`anonymous`, empty, Asterisk's `s` extension).
+    Unknown,
+}
+
+impl Num {
+    pub fn e164(&self) -> Option<&str> {
+        match self {
+            Num::External(n) if n.is_e164() => Some(n.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// Why a number could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unplaceable {
+    Number(NumberError),
+    /// Digits that are neither an extension, nor national, nor international under the plan.
+    NoRule(String),
+}
+
+impl std::fmt::Display for Unplaceable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unplaceable::Number(e) => write!(f, "{e}"),
+            Unplaceable::NoRule(s) => write!(
+                f,
+                "{s:?} is neither an extension, a short code, nor a national or international number under the source's number plan"
+            ),
+        }
+    }
+}
+
+pub fn normalise(raw: &str, plan: &NumberPlan) -> Result<Num, Unplaceable> {
+    let mut s = raw.trim();
+    for scheme in ["sip:", "sips:", "tel:"] {
+        if s.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        {
+            s = &s[scheme.len()..];
+        }
+    }
+    // `+4930…@realm;user=phone`: the user part is the number.
+    let s = s.split(['@', ';']).next().unwrap_or("");
+    let s: String = s
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '/' | '(' | ')' | '.' | '\u{a0}'))
+        .collect();
+    if s.starts_with('*') || s.starts_with('#') {
+        return Ok(Num::Internal(s));
+    }
+    if let Some(rest) = s.strip_prefix('+') {
+        return PhoneNumber::parse(&format!("+{rest}"))
+            .map(Num::External)
+            .map_err(Unplaceable::Number);
+    }
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Num::Unknown);
+    }
+    let e164 = |digits: String| {
+        PhoneNumber::parse(&format!("+{digits}"))
+            .map(Num::External)
+            .map_err(Unplaceable::Number)
+    };
+    if s.len() <= MAX_SHORT_CODE_DIGITS
+        && plan.short_codes.iter().any(|c| s.starts_with(c.as_str()))
+    {
+        return PhoneNumber::parse(&s)
+            .map(Num::External)
+            .map_err(Unplaceable::Number);
+    }
+    if s.len() <= plan.extension_max_digits {
+        return Ok(Num::Internal(s));
+    }
+    if let Some(rest) = s.strip_prefix(plan.international_prefix.as_str()) {
+        return e164(rest.to_owned());
+    }
+    if !plan.trunk_prefix.is_empty() {
+        if let Some(rest) = s.strip_prefix(plan.trunk_prefix.as_str()) {
+            return e164(format!("{}{rest}", plan.country_code));
+        }
+    }
+    if s.starts_with(plan.country_code.as_str())
+        && s.len() >= plan.country_code.len() + MIN_NATIONAL_DIGITS
+    {
+        return e164(s);
+    }
+    Err(Unplaceable::NoRule(s))
+}
+
+/// The number inside an Asterisk caller id such as `"Müller" <+4930901820>`.
+pub fn in_angle_brackets(clid: &str) -> Option<&str> {
+    let start = clid.rfind('<')?;
+    let end = clid[start..].find('>')? + start;
+    Some(clid[start + 1..end].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn de() -> NumberPlan {
+        NumberPlan {
+            country_code: "49".into(),
+            trunk_prefix: "0".into(),
+            international_prefix: "00".into(),
+            extension_max_digits: 5,
+            short_codes: ["110", "112", "115", "116", "118"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    fn check(raw: &str, want: &str) {
+        let got = match normalise(raw, &de()) {
+            Ok(Num::External(n)) => n.as_str().to_owned(),
+            Ok(Num::Internal(s)) => format!("internal {s}"),
+            Ok(Num::Unknown) => "unknown".into(),
+            Err(e) => format!("error {e}"),
+        };
+        assert_eq!(got, want, "{raw:?}");
+    }
+
+    #[test]
+    fn every_notation_of_the_issue() {
+        check("+4930901820", "+4930901820");
+        check("4930901820", "+4930901820");
+        check("030901820", "+4930901820");
+        check("030 90 18-20", "+4930901820");
+        check("0049 30 901820", "+4930901820");
+        check("0033123456789", "+33123456789");
+        check("015112345678", "+4915112345678");
+        check(
+            "sip:+4915112345678@sbc.example.net;user=phone",
+            "+4915112345678",
+        );
+        check("tel:+4930901820", "+4930901820");
+        check("1001", "internal 1001");
+        check("*97", "internal *97");
+        check("#31#", "internal #31#");
+        check("110", "110");
+        check("112", "112");
+        check("116123", "116123");
+        check("11833", "11833");
+        check("anonymous", "unknown");
+        check("s", "unknown");
+        check("", "unknown");
+        check("901820", "error \"901820\" is neither an extension, a short code, nor a national or international number under the source's number plan");
+        assert!(matches!(
+            normalise("000123456", &de()),
+            Err(Unplaceable::Number(_))
+        ));
+        assert!(matches!(
+            normalise("+0301", &de()),
+            Err(Unplaceable::Number(_))
+        ));
+    }
+
+    #[test]
+    fn a_plan_without_trunk_prefix_and_longer_extensions() {
+        let plan = NumberPlan {
+            country_code: "43".into(),
+            trunk_prefix: String::new(),
+            international_prefix: "00".into(),
+            extension_max_digits: 6,
+            short_codes: Vec::new(),
+        };
+        assert_eq!(
+            normalise("100100", &plan),
+            Ok(Num::Internal("100100".into()))
+        );
+        assert_eq!(
+            normalise("431234567", &plan).unwrap().e164(),
+            Some("+431234567")
+        );
+    }
+
+    #[test]
+    fn caller_id_in_angle_brackets() {
+        assert_eq!(
+            in_angle_brackets("\"Müller\" <+4930901820>"),
+            Some("+4930901820")
+        );
+        assert_eq!(in_angle_brackets("\"a <b>\" <1001>"), Some("1001"));
+        assert_eq!(in_angle_brackets("1001"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "\\PC{0,40}") {
+            let _ = normalise(&s, &de());
+        }
+    }
+}

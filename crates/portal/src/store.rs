@@ -132,6 +132,10 @@ struct Stamp {
 pub struct EvnStore {
     root: PathBuf,
     cache: Mutex<HashMap<PathBuf, (Stamp, Arc<Index>)>>,
+    /// Manifest names per month folder, valid while the folder's own stamp is unchanged (adding,
+    /// removing or renaming an entry changes a directory's mtime): a month of 200,000 customers
+    /// holds 800,000 files, and listing them on every request cost most of a download's CPU.
+    manifest_names: Mutex<HashMap<PathBuf, (Stamp, Arc<Vec<String>>)>>,
     /// Opens EVNs the billing run sealed with `evn-keys` (encryption at rest).
     keys: Option<Arc<Keyring>>,
 }
@@ -148,6 +152,7 @@ impl EvnStore {
         Ok(EvnStore {
             root,
             cache: Mutex::new(HashMap::new()),
+            manifest_names: Mutex::new(HashMap::new()),
             keys: None,
         })
     }
@@ -312,13 +317,8 @@ impl EvnStore {
         let mut best: Option<CustomerVersions> = None;
         // The merged manifest and any shard manifest not merged yet: each customer's newest
         // entry wins, as in the billing run.
-        for name in self.names(&dir, &dir_path)? {
-            if !(name == MANIFEST
-                || (name.starts_with("manifest.shard-") && name.ends_with(".json")))
-            {
-                continue;
-            }
-            let index = self.manifest(&dir, &dir_path.join(&name), &name)?;
+        for name in self.manifests_in(&dir, &dir_path)?.iter() {
+            let index = self.manifest(&dir, &dir_path.join(name), name)?;
             if let Some(v) = index.get(customer.as_str()) {
                 if best.as_ref().is_none_or(|b| b.current < v.current) {
                     best = Some(v.clone());
@@ -326,6 +326,51 @@ impl EvnStore {
             }
         }
         Ok(best)
+    }
+
+    /// The merged and shard manifests of a month folder, from the cache while the folder is
+    /// unchanged.
+    fn manifests_in(&self, dir: &OwnedFd, path: &Path) -> Result<Arc<Vec<String>>, PortalError> {
+        let meta = rustix::fs::fstat(dir).map_err(|e| PortalError::Io {
+            path: path.to_owned(),
+            cause: e.into(),
+        })?;
+        let stamp = Stamp {
+            dev: meta.st_dev,
+            ino: meta.st_ino,
+            len: meta.st_size as u64,
+            mtime: meta.st_mtime,
+            mtime_nsec: meta.st_mtime_nsec as i64,
+        };
+        if let Some((s, names)) = self.manifest_names.lock().expect("cache lock").get(path) {
+            if *s == stamp {
+                return Ok(Arc::clone(names));
+            }
+        }
+        let mut names: Vec<String> = self
+            .names(dir, path)?
+            .into_iter()
+            .filter(|name| {
+                name == MANIFEST || (name.starts_with("manifest.shard-") && name.ends_with(".json"))
+            })
+            .collect();
+        names.sort();
+        let names = Arc::new(names);
+        // File times tick coarsely (a few ms): a change in the same tick as this listing would
+        // leave the stamp as it is. A folder changed in the last two seconds is not cached
+        // ("racy git"); the next request lists it again.
+        let changed = std::time::UNIX_EPOCH
+            + std::time::Duration::new(stamp.mtime.max(0) as u64, stamp.mtime_nsec as u32);
+        if changed
+            .elapsed()
+            .is_ok_and(|age| age < std::time::Duration::from_secs(2))
+        {
+            return Ok(names);
+        }
+        let mut cache = self.manifest_names.lock().expect("cache lock");
+        cache.retain(|p, _| p.exists());
+        cache.insert(path.to_owned(), (stamp, Arc::clone(&names)));
+        Ok(names)
     }
 
     fn manifest(&self, dir: &OwnedFd, path: &Path, name: &str) -> Result<Arc<Index>, PortalError> {
@@ -628,6 +673,35 @@ mod tests {
                 .version,
             2
         );
+    }
+
+    #[test]
+    fn a_cached_folder_listing_sees_a_shard_manifest_added_later() {
+        let (tmp, store) = setup();
+        let m = tmp.path().join("2026-11");
+        // An old folder: its listing is cached.
+        let old = std::process::Command::new("touch")
+            .args(["-d", "2026-01-01 00:00:00"])
+            .arg(&m)
+            .status()
+            .unwrap();
+        assert!(old.success());
+        let (k1, nov) = (
+            CustomerId::parse("K1").unwrap(),
+            Month::parse("2026-11").unwrap(),
+        );
+        let l = store.locate(&k1, &nov, Format::Pdf, None).unwrap().unwrap();
+        assert_eq!(read(l), b"%PDF-1 two");
+        assert_eq!(store.manifest_names.lock().unwrap().len(), 1, "cached");
+        // A shard run adds its manifest: the folder's stamp changes, the listing is read again.
+        std::fs::write(m.join("K1.v3.pdf"), b"%PDF-1 three").unwrap();
+        std::fs::write(
+            m.join("manifest.shard-1-of-2.json"),
+            manifest(serde_json::json!({"K1": entry(3, &[(1, SHA1), (2, SHA2), (3, SHA1)])})),
+        )
+        .unwrap();
+        let l = store.locate(&k1, &nov, Format::Pdf, None).unwrap().unwrap();
+        assert_eq!(read(l), b"%PDF-1 three");
     }
 
     #[test]

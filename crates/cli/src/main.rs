@@ -334,21 +334,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             if let Some(addr) = metrics_listen {
                 let mut registry = evn_metrics::prometheus_client::registry::Registry::default();
                 opts.metrics.register(&mut registry);
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-                let bound = listener.local_addr().context("metrics listener address")?;
-                tracing::info!(%bound, "metrics, /healthz and /readyz served");
-                eprintln!("evn ingest metrics on http://{bound}/metrics");
-                let health = Arc::clone(&opts.health);
-                tokio::spawn(async move {
-                    let forever = std::future::pending::<()>();
-                    if let Err(e) =
-                        evn_metrics::serve(listener, Arc::new(registry), health, forever).await
-                    {
-                        tracing::error!(error = %e, "metrics endpoint failed");
-                    }
-                });
+                spawn_metrics("ingest", addr, Arc::new(registry), Arc::clone(&opts.health)).await?;
             }
             opts.dlq_topic = dlq_topic;
             opts.exit_when_idle = exit_when_idle.map(Duration::from_secs_f64);
@@ -420,20 +406,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             );
             let registry = Arc::new(registry);
             if let Some(addr) = metrics_listen {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-                let bound = listener.local_addr().context("metrics listener address")?;
-                eprintln!("evn bill metrics on http://{bound}/metrics");
                 let health = Arc::new(evn_metrics::Health::new(Duration::from_secs(3600)));
                 health.set_ready(true);
-                let registry = Arc::clone(&registry);
-                tokio::spawn(async move {
-                    let forever = std::future::pending::<()>();
-                    if let Err(e) = evn_metrics::serve(listener, registry, health, forever).await {
-                        tracing::error!(error = %e, "metrics endpoint failed");
-                    }
-                });
+                spawn_metrics("bill", addr, Arc::clone(&registry), health).await?;
             }
             let started = std::time::Instant::now();
             let result =
@@ -463,6 +438,29 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Export(args) => privacy::export(args),
         Command::Erase(args) => privacy::erase(args),
     }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on a port of its own for the rest of the
+/// process; binds first, so a taken port is an error at start, and prints the address.
+pub(crate) async fn spawn_metrics(
+    command: &str,
+    addr: SocketAddr,
+    registry: Arc<evn_metrics::prometheus_client::registry::Registry>,
+    health: Arc<evn_metrics::Health>,
+) -> Result<(), Failure> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let bound = listener.local_addr().context("metrics listener address")?;
+    tracing::info!(%bound, "metrics, /healthz and /readyz served");
+    eprintln!("evn {command} metrics on http://{bound}/metrics");
+    tokio::spawn(async move {
+        let forever = std::future::pending::<()>();
+        if let Err(e) = evn_metrics::serve(listener, registry, health, forever).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    Ok(())
 }
 
 /// The registry's text, replaced atomically (temp file + rename): a collector never reads half.

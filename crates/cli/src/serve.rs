@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
 
 use crate::{shutdown_signal, usage, Failure};
 
@@ -119,24 +118,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
         // and a scrape never waits behind the download limit.
         let mut registry = evn_metrics::prometheus_client::registry::Registry::default();
         opts.metrics.register(&mut registry);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        let bound = listener.local_addr().context("metrics listener address")?;
-        tracing::info!(%bound, "metrics, /healthz and /readyz served");
-        eprintln!("evn serve metrics on http://{bound}/metrics");
         let health = Arc::new(evn_metrics::Health::default());
         tokio::spawn(evn_portal::watch_health(
             opts.evn_dir.clone(),
             Arc::clone(&health),
         ));
-        tokio::spawn(async move {
-            let forever = std::future::pending::<()>();
-            if let Err(e) = evn_metrics::serve(listener, Arc::new(registry), health, forever).await
-            {
-                tracing::error!(error = %e, "metrics endpoint failed");
-            }
-        });
+        crate::spawn_metrics("serve", addr, Arc::new(registry), health).await?;
     }
     if !server.is_tls() {
         tracing::warn!(

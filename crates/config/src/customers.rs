@@ -86,98 +86,82 @@ impl CustomerDirectory {
     }
 
     pub(crate) fn parse(path: &Path, text: &str, tariffs: &Tariffs) -> Result<Self, ConfigError> {
-        let mut reader = csv::ReaderBuilder::new()
+        let reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_reader(text.as_bytes());
-        let headers = reader
-            .headers()
-            .map_err(|e| {
-                ConfigError::new(path, Some(1), format!("cannot read the header row: {e}"))
-            })?
-            .clone();
-        for required in [
-            "customer_id",
-            "name",
-            "street",
-            "postcode",
-            "city",
-            "plan",
-            "evn",
-            "shorten_numbers",
-            "valid_from",
-        ] {
-            if !headers.iter().any(|h| h == required) {
-                return Err(ConfigError::new(
-                    path,
-                    Some(1),
-                    format!("the header row lacks the column `{required}`"),
-                ));
-            }
-        }
         let mut rows = Vec::new();
         let mut seen: HashMap<(String, NaiveDate), usize> = HashMap::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map(|p| p.line() as usize);
-                ConfigError::new(path, line, format!("is not valid CSV: {e}"))
-            })?;
-            let line = record.position().map_or(0, |p| p.line() as usize);
-            let raw: RawRow = record
-                .deserialize(Some(&headers))
-                .map_err(|e| ConfigError::new(path, Some(line), format!("bad row: {e}")))?;
-            let err = |msg: String| ConfigError::new(path, Some(line), msg);
-            if raw.customer_id.is_empty()
-                || raw.customer_id.len() > MAX_CUSTOMER_ID_LEN
-                || !raw
-                    .customer_id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(err(format!("customer_id {:?} must be 1 to {MAX_CUSTOMER_ID_LEN} letters, digits, `_` or `-`", raw.customer_id)));
-            }
-            if raw.name.is_empty() {
-                return Err(err(format!("customer {}: name is empty", raw.customer_id)));
-            }
-            if !tariffs.plans.contains_key(&raw.plan) {
-                let known: Vec<&str> = tariffs.plans.keys().map(String::as_str).collect();
-                return Err(err(format!(
-                    "customer {}: unknown plan {:?} (tariffs.toml defines: {})",
-                    raw.customer_id,
-                    raw.plan,
-                    known.join(", ")
-                )));
-            }
-            let evn = parse_bool(&raw.evn)
-                .ok_or_else(|| err(format!("evn must be true or false, found {:?}", raw.evn)))?;
-            let shorten_numbers = parse_bool(&raw.shorten_numbers).ok_or_else(|| {
-                err(format!(
-                    "shorten_numbers must be true or false, found {:?}",
-                    raw.shorten_numbers
-                ))
-            })?;
-            let valid_from =
-                NaiveDate::parse_from_str(&raw.valid_from, "%Y-%m-%d").map_err(|_| {
+        crate::csv_rows(
+            path,
+            reader,
+            &[
+                "customer_id",
+                "name",
+                "street",
+                "postcode",
+                "city",
+                "plan",
+                "evn",
+                "shorten_numbers",
+                "valid_from",
+            ],
+            |line, raw: RawRow| {
+                let err = |msg: String| ConfigError::new(path, Some(line), msg);
+                if raw.customer_id.is_empty()
+                    || raw.customer_id.len() > MAX_CUSTOMER_ID_LEN
+                    || !raw
+                        .customer_id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(err(format!("customer_id {:?} must be 1 to {MAX_CUSTOMER_ID_LEN} letters, digits, `_` or `-`", raw.customer_id)));
+                }
+                if raw.name.is_empty() {
+                    return Err(err(format!("customer {}: name is empty", raw.customer_id)));
+                }
+                if !tariffs.plans.contains_key(&raw.plan) {
+                    let known: Vec<&str> = tariffs.plans.keys().map(String::as_str).collect();
+                    return Err(err(format!(
+                        "customer {}: unknown plan {:?} (tariffs.toml defines: {})",
+                        raw.customer_id,
+                        raw.plan,
+                        known.join(", ")
+                    )));
+                }
+                let evn = parse_bool(&raw.evn).ok_or_else(|| {
+                    err(format!("evn must be true or false, found {:?}", raw.evn))
+                })?;
+                let shorten_numbers = parse_bool(&raw.shorten_numbers).ok_or_else(|| {
                     err(format!(
-                        "valid_from {:?} is not a date like 2026-11-15",
-                        raw.valid_from
+                        "shorten_numbers must be true or false, found {:?}",
+                        raw.shorten_numbers
                     ))
                 })?;
-            if let Some(first) = seen.insert((raw.customer_id.clone(), valid_from), line) {
-                return Err(err(format!("customer {} has two rows valid from {valid_from} (lines {first} and {line}): keep one", raw.customer_id)));
-            }
-            rows.push(CustomerRow {
-                customer_id: raw.customer_id,
-                name: raw.name,
-                street: raw.street,
-                postcode: raw.postcode,
-                city: raw.city,
-                plan: raw.plan,
-                evn,
-                shorten_numbers,
-                valid_from,
-                line,
-            });
-        }
+                let valid_from =
+                    NaiveDate::parse_from_str(&raw.valid_from, "%Y-%m-%d").map_err(|_| {
+                        err(format!(
+                            "valid_from {:?} is not a date like 2026-11-15",
+                            raw.valid_from
+                        ))
+                    })?;
+                if let Some(first) = seen.insert((raw.customer_id.clone(), valid_from), line) {
+                    return Err(err(format!("customer {} has two rows valid from {valid_from} (lines {first} and {line}): keep one", raw.customer_id)));
+                }
+                rows.push(CustomerRow {
+                    customer_id: raw.customer_id,
+                    name: raw.name,
+                    street: raw.street,
+                    postcode: raw.postcode,
+                    city: raw.city,
+                    plan: raw.plan,
+                    evn,
+                    shorten_numbers,
+                    valid_from,
+                    line,
+                });
+                Ok(())
+            },
+        )?;
         Ok(Self::from_rows(rows))
     }
 }

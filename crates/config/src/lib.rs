@@ -118,6 +118,42 @@ impl Config {
     }
 }
 
+/// Hands each row of a CSV file with a header row to `each`, deserialised by header name, with
+/// its line for error messages, in file order: the first error in the file is the one
+/// reported. A missing header column or a malformed record is an error naming file and line.
+pub(crate) fn csv_rows<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    mut reader: csv::Reader<&[u8]>,
+    required: &[&str],
+    mut each: impl FnMut(usize, T) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let headers = reader
+        .headers()
+        .map_err(|e| ConfigError::new(path, Some(1), format!("cannot read the header row: {e}")))?
+        .clone();
+    for required in required {
+        if !headers.iter().any(|h| h == *required) {
+            return Err(ConfigError::new(
+                path,
+                Some(1),
+                format!("the header row lacks the column `{required}`"),
+            ));
+        }
+    }
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map(|p| p.line() as usize);
+            ConfigError::new(path, line, format!("is not valid CSV: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let raw: T = record
+            .deserialize(Some(&headers))
+            .map_err(|e| ConfigError::new(path, Some(line), format!("bad row: {e}")))?;
+        each(line, raw)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

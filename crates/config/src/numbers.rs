@@ -67,76 +67,59 @@ impl NumberDirectory {
         text: &str,
         customers: &CustomerDirectory,
     ) -> Result<Self, ConfigError> {
-        let mut reader = csv::ReaderBuilder::new()
+        let reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .comment(Some(b'#'))
             .from_reader(text.as_bytes());
-        let headers = reader
-            .headers()
-            .map_err(|e| {
-                ConfigError::new(path, Some(1), format!("cannot read the header row: {e}"))
-            })?
-            .clone();
-        for required in ["customer_id", "number_or_prefix", "valid_from"] {
-            if !headers.iter().any(|h| h == required) {
-                return Err(ConfigError::new(
-                    path,
-                    Some(1),
-                    format!("the header row lacks the column `{required}`"),
-                ));
-            }
-        }
         let mut entries = Vec::new();
         let mut seen: HashMap<(String, NaiveDate), usize> = HashMap::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map(|p| p.line() as usize);
-                ConfigError::new(path, line, format!("is not valid CSV: {e}"))
-            })?;
-            let line = record.position().map_or(0, |p| p.line() as usize);
-            let raw: RawRow = record
-                .deserialize(Some(&headers))
-                .map_err(|e| ConfigError::new(path, Some(line), format!("bad row: {e}")))?;
-            let err = |msg: String| ConfigError::new(path, Some(line), msg);
-            if customers.rows(&raw.customer_id).is_empty() {
-                return Err(err(format!(
-                    "customer {:?} is not in customers.csv: add the customer first",
-                    raw.customer_id
-                )));
-            }
-            let prefix: String = raw
-                .number_or_prefix
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '-' | '/'))
-                .collect();
-            let digits = prefix.strip_prefix('+').unwrap_or("");
-            if digits.len() < 2
-                || digits.len() > 15
-                || digits.starts_with('0')
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(err(format!(
+        crate::csv_rows(
+            path,
+            reader,
+            &["customer_id", "number_or_prefix", "valid_from"],
+            |line, raw: RawRow| {
+                let err = |msg: String| ConfigError::new(path, Some(line), msg);
+                if customers.rows(&raw.customer_id).is_empty() {
+                    return Err(err(format!(
+                        "customer {:?} is not in customers.csv: add the customer first",
+                        raw.customer_id
+                    )));
+                }
+                let prefix: String = raw
+                    .number_or_prefix
+                    .chars()
+                    .filter(|c| !matches!(c, ' ' | '-' | '/'))
+                    .collect();
+                let digits = prefix.strip_prefix('+').unwrap_or("");
+                if digits.len() < 2
+                    || digits.len() > 15
+                    || digits.starts_with('0')
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(err(format!(
                     "number_or_prefix {:?} must be E.164 with `+` (a number or its leading digits, e.g. +4930901820 or +49221555)",
                     raw.number_or_prefix
                 )));
-            }
-            let valid_from =
-                NaiveDate::parse_from_str(&raw.valid_from, "%Y-%m-%d").map_err(|_| {
-                    err(format!(
-                        "valid_from {:?} is not a date like 2026-11-15",
-                        raw.valid_from
-                    ))
-                })?;
-            if let Some(first) = seen.insert((prefix.clone(), valid_from), line) {
-                return Err(err(format!("{prefix} has two rows valid from {valid_from} (lines {first} and {line}): keep one")));
-            }
-            entries.push(NumberEntry {
-                customer_id: raw.customer_id,
-                prefix,
-                valid_from,
-                line,
-            });
-        }
+                }
+                let valid_from =
+                    NaiveDate::parse_from_str(&raw.valid_from, "%Y-%m-%d").map_err(|_| {
+                        err(format!(
+                            "valid_from {:?} is not a date like 2026-11-15",
+                            raw.valid_from
+                        ))
+                    })?;
+                if let Some(first) = seen.insert((prefix.clone(), valid_from), line) {
+                    return Err(err(format!("{prefix} has two rows valid from {valid_from} (lines {first} and {line}): keep one")));
+                }
+                entries.push(NumberEntry {
+                    customer_id: raw.customer_id,
+                    prefix,
+                    valid_from,
+                    line,
+                });
+                Ok(())
+            },
+        )?;
         Ok(Self::from_entries(entries))
     }
 }

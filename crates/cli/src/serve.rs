@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-
 use crate::{shutdown_signal, usage, Failure};
 
 /// The HS256 key of portal tokens (INTERFACES.md §4), at least 32 bytes.

@@ -174,6 +174,7 @@ fn row(i: usize, customers: usize, file: usize) -> StoredCall {
         source_topic: "cdrs".into(),
         source_partition: file as i32,
         source_offset: i as i64,
+        provenance: None,
     }
 }
 

@@ -81,6 +81,7 @@ fn bill_month(dir: &Path) -> (std::path::PathBuf, usize, usize) {
                 source_topic: "cdrs".into(),
                 source_partition: 0,
                 source_offset: i as i64,
+                provenance: None,
             }
         })
         .collect();

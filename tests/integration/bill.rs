@@ -32,6 +32,7 @@ fn stored(id: &str, customer: &str, start: &str, called: &str, zone: &str) -> St
         source_topic: "cdrs".into(),
         source_partition: 0,
         source_offset: 0,
+        provenance: None,
     }
 }
 

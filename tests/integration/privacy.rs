@@ -217,6 +217,20 @@ fn a_legal_hold_keeps_only_the_held_customer_until_it_is_lifted() {
         .filter(|(m, _)| m == "2026-01")
         .collect();
     assert_eq!(jan, vec![("2026-01".to_owned(), "K1002".to_owned()); 2]);
+    // The rewritten rows are the held customer's rows exactly, provenance columns included.
+    let mut kept: Vec<_> = stored_rows(&f.data)
+        .into_iter()
+        .filter(|r| r.call.billing_month.to_string() == "2026-01")
+        .collect();
+    kept.sort_by_key(|r| r.source_offset);
+    assert_eq!(
+        kept,
+        [1, 4].map(|i| privacy_call("K1002", "2026-01", i, false))
+    );
+    assert!(
+        kept[0].provenance.is_some(),
+        "call 1 came from a switch format"
+    );
     assert_eq!(
         f.evn_files("2026-01"),
         ["K1002.pdf", "K1002.v1.csv", "K1002.v1.pdf", "manifest.json"]
@@ -473,6 +487,15 @@ fn export_equals_the_stored_rows_without_counselling_calls() {
             c.start_time
         );
         assert_eq!(line["source_offset"], row.source_offset);
+        let provenance = row.provenance.as_ref();
+        assert_eq!(
+            line["source_format"],
+            serde_json::json!(provenance.map(|p| &p.format))
+        );
+        assert_eq!(
+            line["source_record_id"],
+            serde_json::json!(provenance.map(|p| &p.record_id))
+        );
     }
     assert!(
         !jsonl.contains("+498001110111"),

@@ -339,6 +339,129 @@ fn carrier_csv_end_to_end() {
     assert_eq!(counselling, [true]);
 }
 
+/// Kamailio: a call is its INVITE 2xx and its BYE, two records that may straddle a restart.
+/// Starts wait in the commit log (never re-read from Kafka), an end without its start and a
+/// start whose end is overdue are dead-lettered, and a call that cannot be used sends both of
+/// its records to the dead-letter topic. One partition, so the overdue rule (records' own time
+/// within a partition) is deterministic.
+#[test]
+fn kamailio_calls_pair_across_a_restart_end_to_end() {
+    let topic = "switch-kamailio";
+    let broker = Broker::start(&[&format!("{topic}:1"), &format!("{topic}.dlq:1")]);
+    let fixtures = repo().join("fixtures/sources/kamailio-json");
+    produce(&broker, topic, &fixtures.join("acc.jsonl"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = ingest_to_end(&broker, topic, "g-kamailio", &data);
+    // 14 records: 11 decided, 3 starts held (c4, c7, c6) in the commit log.
+    assert_eq!(
+        first,
+        serde_json::json!({"consumed":11,"stored":3,
+            "skipped":{"call_start":2,"duplicate":1,"in_dialog":1,"signalling":1,"unanswered":1},
+            "dead_lettered":{"malformed_json":1,"unpaired_end":1},
+            "files": first["files"].clone(), "held":3})
+    );
+    let records: Vec<std::path::PathBuf> = walk(&data.join("_ingest").join(topic))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    let latest = records.iter().max().unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest).unwrap()).unwrap();
+    let held: Vec<i64> = record["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(held, [9, 11, 13], "{record}");
+
+    // After a restart: c7 ends (not a customer's line: both records dead-lettered), c6 ends
+    // (stored), and c8 starts 30 h later, which makes c4's start overdue.
+    produce(&broker, topic, &fixtures.join("acc-later.jsonl"));
+    let second = ingest_to_end(&broker, topic, "g-kamailio", &data);
+    assert_eq!(
+        second,
+        serde_json::json!({"consumed":5,"stored":1,
+            "skipped":{"call_start":1},
+            "dead_lettered":{"unknown_line":2,"unpaired_start":1},
+            "files": second["files"].clone(), "held":1})
+    );
+    // Every record accounted for once over both runs: 17 consumed = 16 decided + 1 held.
+    assert_eq!(
+        first["consumed"].as_u64().unwrap() + second["consumed"].as_u64().unwrap() + 1,
+        17
+    );
+
+    let rows: BTreeMap<String, (String, String, String, i64)> = stored_rows(&data)
+        .into_iter()
+        .map(|r| {
+            let p = r.provenance.expect("converted calls keep their provenance");
+            assert_eq!(
+                (p.format.as_str(), p.record_id.as_str()),
+                ("kamailio-json", r.call.cdr_id.as_str())
+            );
+            let c = r.call;
+            (
+                c.cdr_id,
+                (
+                    c.customer_id,
+                    c.called_number,
+                    c.start_time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    c.duration_s,
+                ),
+            )
+        })
+        .collect();
+    let row = |c: &str, n: &str, t: &str, d: i64| (c.to_owned(), n.to_owned(), t.to_owned(), d);
+    assert_eq!(
+        rows,
+        BTreeMap::from([
+            // K1001 shortens numbers from 2026-11-15.
+            (
+                "c1@10.0.0.5".to_owned(),
+                row("K1001", "+4915112345xxx", "2026-11-24T08:15:09Z", 122)
+            ),
+            (
+                "c3@10.0.0.5".to_owned(),
+                row("K1002", "+33123456789", "2026-11-24T08:15:19Z", 300)
+            ),
+            (
+                "c6@10.0.0.5".to_owned(),
+                row("K1001", "+4915112345xxx", "2026-11-24T08:25:09Z", 300)
+            ),
+            (
+                "d5@10.0.0.5".to_owned(),
+                row("K1002", "+4915112345670", "2026-11-24T09:00:00Z", 123)
+            ),
+        ])
+    );
+
+    let dead = read_dead_letters(&broker, &format!("{topic}.dlq"), 5);
+    let mut got: Vec<(String, i64)> = dead
+        .iter()
+        .map(|d| (d.reason.clone(), d.source_offset))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("malformed_json".to_owned(), 12),
+            ("unknown_line".to_owned(), 11), // c7's INVITE, from the commit log
+            ("unknown_line".to_owned(), 14), // c7's BYE
+            ("unpaired_end".to_owned(), 8),
+            ("unpaired_start".to_owned(), 9), // c4's INVITE
+        ]
+    );
+    // Dead letters carry the original bytes, also those that waited in the commit log.
+    let c4 = dead.iter().find(|d| d.reason == "unpaired_start").unwrap();
+    let line = std::fs::read_to_string(fixtures.join("acc.jsonl")).unwrap();
+    assert_eq!(
+        String::from_utf8(c4.payload.clone()).unwrap(),
+        line.lines().nth(9).unwrap()
+    );
+}
+
 /// Without `--topic`, ingest consumes every topic of sources.toml, each in its own format; a
 /// canonical topic next to them (passed explicitly) keeps its provenance columns null.
 #[test]
@@ -349,6 +472,7 @@ fn ingest_takes_its_topics_from_sources_toml_and_validate_lists_them() {
         "switch-freeswitch-csv",
         "switch-kazoo",
         "carrier-csv",
+        "switch-kamailio",
     ];
     let mut specs: Vec<String> = topics.iter().map(|t| format!("{t}:2")).collect();
     specs.extend(topics.iter().map(|t| format!("{t}.dlq:1")));

@@ -427,6 +427,11 @@ pub fn privacy_call(
         source_topic: "cdrs".into(),
         source_partition: 0,
         source_offset: i64::from(i),
+        // Every other call came from a switch's own format, so rewrites are seen to keep it.
+        provenance: (i % 2 == 1).then(|| evn_store::Provenance {
+            format: "asterisk-csv".into(),
+            record_id: format!("1795508102.{i}-1"),
+        }),
     }
 }
 

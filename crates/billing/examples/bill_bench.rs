@@ -99,6 +99,7 @@ fn main() {
                     source_topic: "cdrs".into(),
                     source_partition: f as i32,
                     source_offset: i as i64,
+                    provenance: None,
                 }
             })
             .collect();

@@ -53,6 +53,7 @@ fn call(
         source_topic: "cdrs".into(),
         source_partition: 0,
         source_offset: 0,
+        provenance: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `evn produce`: publish JSON-lines files, one record per line, keyed by `customer_id`.
+//! `evn produce`: publish JSON-lines files, one record per line, keyed by `customer_id`, or by
+//! `callid` for Kamailio accounting records (a call's INVITE and BYE must share a partition).
 //!
 //! Keys spread records over partitions (the embedded broker's partitions are small); zstd and
 //! large batches keep throughput high. Lines that are not valid JSON are sent as they are —
@@ -71,13 +72,16 @@ impl ProducerContext for Ctx {
     }
 }
 
-/// The customer id of a record, if it is a JSON object with one; otherwise none.
+/// The customer id of a record, or its Kamailio Call-ID, if it is a JSON object with one;
+/// otherwise none.
 fn key_of(line: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct K {
         customer_id: Option<String>,
+        callid: Option<String>,
     }
-    serde_json::from_slice::<K>(line).ok()?.customer_id
+    let k = serde_json::from_slice::<K>(line).ok()?;
+    k.customer_id.or(k.callid)
 }
 
 /// Sends every line of `files` to `topic` and waits until the broker acknowledged all of them.

@@ -284,7 +284,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             for s in cfg.sources.iter() {
                 let zone = s.timezone.map_or("-".to_owned(), |t| t.name().to_owned());
                 println!(
-                    "  source:       {} = {} (switch {}, zone {}, +{} trunk {:?} intl {:?}, customer by {})",
+                    "  source:       {} = {} (switch {}, zone {}, +{} trunk {:?} intl {:?}, customer by {}{})",
                     s.topic,
                     s.format,
                     if s.switch_id.is_empty() { "-" } else { &s.switch_id },
@@ -295,6 +295,11 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     match s.customer {
                         evn_config::CustomerFrom::NumberDirectory => "number directory",
                         evn_config::CustomerFrom::Accountcode => "accountcode",
+                    },
+                    if s.format == evn_config::SourceFormat::KamailioJson {
+                        format!(", calls end within {} h", s.max_call_hours)
+                    } else {
+                        String::new()
                     }
                 );
             }

@@ -167,7 +167,7 @@ mod tests {
         assert!(cfg.tariffs.plans.contains_key("office_flat"));
         assert!(cfg.counselling.len() >= 5);
         assert!(cfg.version.starts_with("sha256:"));
-        assert_eq!(cfg.sources.len(), 5);
+        assert_eq!(cfg.sources.len(), 6);
         assert_eq!(
             cfg.sources.format_of("switch-asterisk"),
             SourceFormat::AsteriskCsv

@@ -23,6 +23,10 @@ pub const DEFAULT_EXTENSION_MAX_DIGITS: usize = 5;
 /// 116xxx (harmonised services of social value), 118xx (directory enquiries).
 pub const DEFAULT_SHORT_CODES: [&str; 5] = ["110", "112", "115", "116", "118"];
 
+/// Hours a Kamailio call start waits for its end unless `max_call_hours` says otherwise:
+/// longer than any business call, short enough that a lost BYE surfaces the next day.
+pub const DEFAULT_MAX_CALL_HOURS: u32 = 24;
+
 /// Master.csv of Asterisk's `cdr_csv`, in the module's order; `uniqueid` and `userfield` only
 /// with `loguniqueid=yes` / `loguserfield=yes` in `cdr.conf`.
 pub const ASTERISK_CSV_COLUMNS: [&str; 18] = [
@@ -75,16 +79,18 @@ pub enum SourceFormat {
     FreeswitchJson,
     FreeswitchCsv,
     KazooJson,
+    KamailioJson,
     Csv,
 }
 
 impl SourceFormat {
-    pub const ALL: [SourceFormat; 6] = [
+    pub const ALL: [SourceFormat; 7] = [
         SourceFormat::CanonicalJson,
         SourceFormat::AsteriskCsv,
         SourceFormat::FreeswitchJson,
         SourceFormat::FreeswitchCsv,
         SourceFormat::KazooJson,
+        SourceFormat::KamailioJson,
         SourceFormat::Csv,
     ];
 
@@ -95,6 +101,7 @@ impl SourceFormat {
             SourceFormat::FreeswitchJson => "freeswitch-json",
             SourceFormat::FreeswitchCsv => "freeswitch-csv",
             SourceFormat::KazooJson => "kazoo-json",
+            SourceFormat::KamailioJson => "kamailio-json",
             SourceFormat::Csv => "csv",
         }
     }
@@ -206,6 +213,9 @@ pub struct Source {
     pub columns_configured: bool,
     pub delimiter: u8,
     pub csv: Option<CsvMapping>,
+    /// `kamailio-json`: how long an answered call may wait for its BYE before its start is
+    /// dead-lettered `unpaired_start`, in hours of the records' own time.
+    pub max_call_hours: u32,
     /// Line of the `[[source]]` in `sources.toml`, for messages.
     pub line: usize,
 }
@@ -292,7 +302,7 @@ struct RawFile {
 struct RawSource {
     /// The Kafka topic.
     topic: String,
-    /// canonical-json | asterisk-csv | freeswitch-json | freeswitch-csv | kazoo-json | csv
+    /// canonical-json | asterisk-csv | freeswitch-json | freeswitch-csv | kazoo-json | kamailio-json | csv
     format: String,
     /// The canonical `switch_id` of this source's records.
     switch_id: Option<String>,
@@ -326,6 +336,8 @@ struct RawSource {
     /// `csv`: source value → answered | busy | no_answer | failed.
     #[serde(default)]
     dispositions: BTreeMap<String, String>,
+    /// `kamailio-json`: hours an answered INVITE waits for its BYE (default 24).
+    max_call_hours: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -466,6 +478,21 @@ impl RawSource {
                 "`fields`, `time_format` and `dispositions` apply to format \"csv\", not {format}"
             )));
         }
+        let max_call_hours = match (format, self.max_call_hours) {
+            (SourceFormat::KamailioJson, None) => DEFAULT_MAX_CALL_HOURS,
+            (SourceFormat::KamailioJson, Some(h)) if (1..=24 * 14).contains(&h) => h,
+            (SourceFormat::KamailioJson, Some(h)) => {
+                return Err(ctx(format!(
+                    "`max_call_hours` {h} must be 1 to 336 (two weeks)"
+                )))
+            }
+            (_, Some(_)) => {
+                return Err(ctx(format!(
+                    "`max_call_hours` applies to format \"kamailio-json\", not {format}"
+                )))
+            }
+            (_, None) => DEFAULT_MAX_CALL_HOURS,
+        };
         let columns_configured = self.columns.is_some();
         let columns: Vec<String> = match (format, self.columns) {
             (_, Some(cols)) => cols.into_iter().map(|c| c.trim().to_owned()).collect(),
@@ -593,6 +620,7 @@ impl RawSource {
             columns_configured,
             delimiter,
             csv,
+            max_call_hours,
             line,
         })
     }
@@ -684,5 +712,27 @@ disposition = "status"
         assert!(e.message.contains("not in `columns`"), "{e}");
         let e = parse("[[source]]\ntopic = \"b\"\nformat = \"kazoo-json\"\nswitch_id = \"k\"\ncountry_code = \"+49\"\n").unwrap_err();
         assert!(e.message.contains("country_code"), "{e}");
+        let e = parse("[[source]]\ntopic = \"b\"\nformat = \"kazoo-json\"\nswitch_id = \"k\"\nmax_call_hours = 4\n").unwrap_err();
+        assert!(
+            e.message.contains("applies to format \"kamailio-json\""),
+            "{e}"
+        );
+        let e = parse("[[source]]\ntopic = \"b\"\nformat = \"kamailio-json\"\nswitch_id = \"k\"\nmax_call_hours = 0\n").unwrap_err();
+        assert!(e.message.contains("1 to 336"), "{e}");
+    }
+
+    #[test]
+    fn kamailio_waits_a_day_for_a_call_end_unless_told() {
+        let s =
+            parse("[[source]]\ntopic = \"k\"\nformat = \"kamailio-json\"\nswitch_id = \"kam1\"\n")
+                .unwrap();
+        let k = s.get("k").unwrap();
+        assert_eq!(
+            (k.format, k.max_call_hours, k.timezone),
+            (SourceFormat::KamailioJson, 24, None)
+        );
+        let s = parse("[[source]]\ntopic = \"k\"\nformat = \"kamailio-json\"\nswitch_id = \"kam1\"\nmax_call_hours = 72\n")
+            .unwrap();
+        assert_eq!(s.get("k").unwrap().max_call_hours, 72);
     }
 }

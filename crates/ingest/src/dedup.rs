@@ -42,6 +42,24 @@ impl Dedup {
         month: BillingMonth,
         key: u128,
     ) -> Result<bool, StoreError> {
+        Ok(self.month(data, month)?.insert(key))
+    }
+
+    /// Whether the call is already stored or buffered.
+    pub fn contains(
+        &mut self,
+        data: &Path,
+        month: BillingMonth,
+        key: u128,
+    ) -> Result<bool, StoreError> {
+        Ok(self.month(data, month)?.contains(&key))
+    }
+
+    fn month(
+        &mut self,
+        data: &Path,
+        month: BillingMonth,
+    ) -> Result<&mut HashSet<u128>, StoreError> {
         if !self.months.contains_key(&month) {
             let mut set = HashSet::new();
             for file in evn_store::list_month_files(data, month)? {
@@ -51,11 +69,7 @@ impl Dedup {
             }
             self.months.insert(month, set);
         }
-        Ok(self
-            .months
-            .get_mut(&month)
-            .expect("just inserted")
-            .insert(key))
+        Ok(self.months.get_mut(&month).expect("just inserted"))
     }
 
     /// Forgets keys of a buffer that was dropped without being committed.

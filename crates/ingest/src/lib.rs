@@ -7,6 +7,7 @@
 //! rebalance never store a call twice. See ARCHITECTURE.md, "Exactly once".
 
 mod dedup;
+mod held;
 mod metrics;
 mod pipeline;
 mod summary;

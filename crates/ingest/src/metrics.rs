@@ -33,6 +33,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     lag: Family<PartitionLabel, Gauge>,
     buffered: Gauge,
+    held: Family<PartitionLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -47,6 +48,7 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             lag: Family::default(),
             buffered: Gauge::default(),
+            held: Family::default(),
         }
     }
 }
@@ -93,6 +95,11 @@ impl Metrics {
             "Rated calls held in memory, not yet durable",
             self.buffered.clone(),
         );
+        registry.register(
+            "evn_ingest_held_records",
+            "Call starts waiting for their end record (Kamailio), per assigned partition",
+            self.held.clone(),
+        );
     }
 
     pub(crate) fn committed(&self, counts: &Summary, seconds: f64) {
@@ -113,12 +120,19 @@ impl Metrics {
         self.skipped.get_or_create(&label("replayed")).inc();
     }
 
+    pub(crate) fn set_held(&self, (topic, partition): &(String, i32), n: usize) {
+        self.held
+            .get_or_create(&tp(topic, *partition))
+            .set(n as i64);
+    }
+
     pub(crate) fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         self.lag.get_or_create(&tp(topic, partition)).set(lag);
     }
 
     pub(crate) fn forget_partition(&self, topic: &str, partition: i32) {
         self.lag.remove(&tp(topic, partition));
+        self.held.remove(&tp(topic, partition));
     }
 
     pub(crate) fn set_buffered(&self, rows: usize) {

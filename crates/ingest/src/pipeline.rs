@@ -13,13 +13,16 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
+use evn_config::Source;
 use evn_config::{Config, SourceFormat};
 use evn_metrics::Health;
 use evn_rating::{classify, BillingMonth, Outcome};
-use evn_sources::Converted;
-use evn_store::{CommitLog, Keyring, StoreError, StoredCall, WriteOptions};
+use evn_sources::kamailio::{self, Kamailio};
+use evn_sources::{Converted, SourceError};
+use evn_store::{CommitLog, HeldRecord, Keyring, Provenance, StoreError, StoredCall, WriteOptions};
 
 use crate::dedup::{self, Dedup};
+use crate::held::Held;
 use crate::{Metrics, Summary};
 
 /// Data becomes visible at the latest this long after it arrived (INTERFACES: default 60 s).
@@ -142,8 +145,6 @@ struct Buffer {
     last: Option<i64>,
     months: BTreeMap<BillingMonth, Vec<StoredCall>>,
     keys: Vec<(BillingMonth, u128)>,
-    /// (source format, original record id) of converted rows, by offset.
-    provenance: HashMap<i64, (String, String)>,
     dead_letters: Vec<DeliveryFuture>,
     counts: Summary,
     rows: usize,
@@ -153,6 +154,9 @@ struct Buffer {
 struct Partition {
     durable_last: i64,
     buf: Buffer,
+    /// Call starts waiting for their end; committed with the buffer. A dropped buffer always
+    /// comes with a revoked partition or a reload from the commit log, so this needs no undo.
+    held: Held,
 }
 
 struct State {
@@ -193,7 +197,7 @@ impl State {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
-        let log = CommitLog::open(&opts.data, &writer)?;
+        let log = CommitLog::open(&opts.data, &writer)?.with_keys(opts.keys.clone());
         let mut dlq_cfg = ClientConfig::new();
         dlq_cfg
             .set("bootstrap.servers", &opts.brokers)
@@ -295,6 +299,7 @@ impl State {
         }
         self.drain_events(&consumer)?;
         self.commit_due(&consumer, true).await?;
+        self.total.held = self.parts.values().map(|p| p.held.len() as u64).sum();
         Ok(())
     }
 
@@ -318,14 +323,16 @@ impl State {
                     self.awaiting_assignment = false;
                     for tp in list {
                         let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
-                        tracing::info!(topic = %tp.0, partition = tp.1, durable_last = state.last, "partition assigned");
+                        tracing::info!(topic = %tp.0, partition = tp.1, durable_last = state.last, held = state.held.len(), "partition assigned");
                         self.parts.insert(
-                            tp,
+                            tp.clone(),
                             Partition {
                                 durable_last: state.last,
                                 buf: Buffer::default(),
+                                held: Held::default(),
                             },
                         );
+                        self.restore_held(&tp, state.held)?;
                     }
                 }
             }
@@ -361,54 +368,66 @@ impl State {
         let payload = m.payload().unwrap_or(&[]);
         // Topics of other formats are converted first (sources.toml); from there on a record
         // is a canonical CDR like any other.
-        let source = self
-            .config
+        let config = Arc::clone(&self.config);
+        let source = config
             .sources
             .get(&tp.0)
             .filter(|s| s.format != SourceFormat::CanonicalJson);
-        let (cdr, provenance) = match source {
+        let (cdr, provenance, start) = match source {
             None => match evn_cdr::parse(payload) {
-                Ok(cdr) => (cdr, None),
+                Ok(cdr) => (cdr, None, None),
                 Err(rejection) => {
                     let reason = rejection.code();
                     let detail = rejection.to_string();
                     return self.dead_letter(&tp, offset, m.key(), payload, reason, &detail);
                 }
             },
-            Some(source) => match evn_sources::convert(source, &self.config.numbers, payload) {
-                Ok(Converted::Call(call)) => {
-                    if call.repaired {
-                        tracing::debug!(topic = %tp.0, offset, "invalid UTF-8 repaired in a field that is not billed");
-                    }
-                    let call = *call;
-                    (
-                        call.cdr,
-                        Some((source.format.as_str().to_owned(), call.record_id)),
-                    )
-                }
-                Ok(Converted::Skip(skip)) => {
-                    self.parts
-                        .get_mut(&tp)
-                        .expect("present")
-                        .buf
-                        .counts
-                        .skip(skip.code());
+            Some(source) => {
+                let Some((converted, start)) =
+                    self.convert(&tp, offset, m.key(), payload, source)?
+                else {
                     return Ok(());
+                };
+                match converted {
+                    Ok(Converted::Call(call)) => {
+                        if call.repaired {
+                            tracing::debug!(topic = %tp.0, offset, "invalid UTF-8 repaired in a field that is not billed");
+                        }
+                        let call = *call;
+                        (
+                            call.cdr,
+                            Some(Provenance {
+                                format: source.format.as_str().to_owned(),
+                                record_id: call.record_id,
+                            }),
+                            start,
+                        )
+                    }
+                    Ok(Converted::Skip(skip)) => {
+                        self.fold_start(&tp, start);
+                        self.counts(&tp).skip(skip.code());
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        let detail = e.to_string();
+                        self.dead_letter_start(&tp, start, e.code(), &detail)?;
+                        return self.dead_letter(&tp, offset, m.key(), payload, e.code(), &detail);
+                    }
                 }
-                Err(e) => {
-                    let detail = e.to_string();
-                    return self.dead_letter(&tp, offset, m.key(), payload, e.code(), &detail);
-                }
-            },
+            }
         };
-        match classify(&cdr, &self.config) {
+        let outcome = classify(&cdr, &self.config);
+        if let Outcome::Reject(u) = &outcome {
+            // The start record goes with its call to the dead-letter topic, so the call can be
+            // replayed from there whole.
+            let detail = u.to_string();
+            self.dead_letter_start(&tp, start, u.code(), &detail)?;
+        } else {
+            self.fold_start(&tp, start);
+        }
+        match outcome {
             Outcome::Skip(skip) => {
-                self.parts
-                    .get_mut(&tp)
-                    .expect("present")
-                    .buf
-                    .counts
-                    .skip(skip.code());
+                self.counts(&tp).skip(skip.code());
                 Ok(())
             }
             Outcome::Reject(u) => {
@@ -426,14 +445,12 @@ impl State {
                     return Ok(());
                 }
                 buf.keys.push((month, key));
-                if let Some(p) = provenance {
-                    buf.provenance.insert(offset, p);
-                }
                 buf.months.entry(month).or_default().push(StoredCall {
                     call: *call,
                     source_topic: tp.0.clone(),
                     source_partition: tp.1,
                     source_offset: offset,
+                    provenance,
                 });
                 buf.rows += 1;
                 buf.counts.store();
@@ -441,6 +458,170 @@ impl State {
                 Ok(())
             }
         }
+    }
+
+    /// A record of a switch's own format → a canonical call, a skip or a dead-letter reason,
+    /// with the held start the call was made from (Kamailio); None when the record itself is
+    /// held for a later one (a call start) or already accounted for.
+    fn convert(
+        &mut self,
+        tp: &Tp,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        source: &Source,
+    ) -> Result<Option<(Result<Converted, SourceError>, Option<HeldRecord>)>, IngestError> {
+        let config = Arc::clone(&self.config);
+        let numbers = &config.numbers;
+        if source.format != SourceFormat::KamailioJson {
+            return Ok(Some((evn_sources::convert(source, numbers, payload), None)));
+        }
+        let record = match kamailio::read(source, numbers, payload) {
+            Ok(r) => r,
+            Err(e) => return Ok(Some((Err(e), None))),
+        };
+        let max_call = chrono::Duration::hours(i64::from(source.max_call_hours));
+        match record {
+            Kamailio::Converted(c) => Ok(Some((Ok(c), None))),
+            Kamailio::Start { call, at } => {
+                self.expire_held(tp, at - max_call)?;
+                // A resent start of a call stored already is a duplicate: holding it would
+                // only dead-letter it a day later.
+                let stored = dedup::key(&source.switch_id, kamailio::callid_of(&call));
+                let data = self.opts.data.clone();
+                let month = BillingMonth::of(at);
+                if tokio::task::block_in_place(|| self.dedup.contains(&data, month, stored))? {
+                    self.counts(tp).skip("duplicate");
+                    return Ok(None);
+                }
+                let part = self.parts.get_mut(tp).expect("present");
+                if part.held.contains(&call) {
+                    part.buf.counts.skip(evn_sources::Skip::InDialog.code());
+                    return Ok(None);
+                }
+                let record = HeldRecord {
+                    offset,
+                    key: key.map(<[u8]>::to_vec),
+                    payload: payload.to_vec(),
+                };
+                part.held.insert(call, at, record);
+                self.opts.metrics.set_held(tp, part.held.len());
+                Ok(None)
+            }
+            Kamailio::End { call, callid, at } => {
+                self.expire_held(tp, at - max_call)?;
+                let part = self.parts.get_mut(tp).expect("present");
+                if let Some(start) = part.held.take(&call) {
+                    self.opts.metrics.set_held(tp, part.held.len());
+                    let call = kamailio::pair(source, numbers, &start.payload, payload);
+                    return Ok(Some((call, Some(start))));
+                }
+                // A resent BYE of a call stored already is a duplicate, not a lost start.
+                let stored = dedup::key(&source.switch_id, &callid);
+                let data = self.opts.data.clone();
+                for month in [BillingMonth::of(at), BillingMonth::of(at - max_call)] {
+                    if tokio::task::block_in_place(|| self.dedup.contains(&data, month, stored))? {
+                        self.counts(tp).skip("duplicate");
+                        return Ok(None);
+                    }
+                }
+                Ok(Some((Err(SourceError::Unpaired { end: true }), None)))
+            }
+        }
+    }
+
+    /// The counts of a partition's buffer.
+    fn counts(&mut self, tp: &Tp) -> &mut Summary {
+        &mut self.parts.get_mut(tp).expect("present").buf.counts
+    }
+
+    /// A held start whose call was made: counted as folded into it (its outcome is the call's).
+    fn fold_start(&mut self, tp: &Tp, start: Option<HeldRecord>) {
+        if start.is_some() {
+            self.counts(tp).skip(evn_sources::Skip::CallStart.code());
+        }
+    }
+
+    /// A held start whose call cannot be used: to the dead-letter topic with the call's reason.
+    fn dead_letter_start(
+        &mut self,
+        tp: &Tp,
+        start: Option<HeldRecord>,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), IngestError> {
+        match start {
+            Some(s) => self.dead_letter(tp, s.offset, s.key.as_deref(), &s.payload, reason, detail),
+            None => Ok(()),
+        }
+    }
+
+    /// Dead-letters the held starts of a partition older than `before`: their end is overdue.
+    fn expire_held(
+        &mut self,
+        tp: &Tp,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), IngestError> {
+        let expired = self
+            .parts
+            .get_mut(tp)
+            .expect("present")
+            .held
+            .take_older_than(before);
+        for start in expired {
+            let e = SourceError::Unpaired { end: false };
+            let detail = e.to_string();
+            self.dead_letter(
+                tp,
+                start.offset,
+                start.key.as_deref(),
+                &start.payload,
+                e.code(),
+                &detail,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a partition's held starts from its commit record; a start that no longer reads
+    /// as one (the source's configuration changed) is dead-lettered with the reason.
+    fn restore_held(&mut self, tp: &Tp, held: Vec<HeldRecord>) -> Result<(), IngestError> {
+        let config = Arc::clone(&self.config);
+        let source = config.sources.get(&tp.0);
+        for record in held {
+            let read = match source {
+                Some(s) if s.format == SourceFormat::KamailioJson => {
+                    kamailio::read(s, &config.numbers, &record.payload)
+                }
+                _ => Err(SourceError::Unpaired { end: false }),
+            };
+            match read {
+                Ok(Kamailio::Start { call, at }) => {
+                    let part = self.parts.get_mut(tp).expect("present");
+                    part.held.insert(call, at, record);
+                }
+                other => {
+                    let e = match other {
+                        Err(e) => e,
+                        Ok(_) => SourceError::Unpaired { end: false },
+                    };
+                    let detail = e.to_string();
+                    // Sent now, counted and dropped from the held set by the partition's next
+                    // commit (a commit needs a new offset; until then a restart repeats this).
+                    self.dead_letter(
+                        tp,
+                        record.offset,
+                        record.key.as_deref(),
+                        &record.payload,
+                        e.code(),
+                        &detail,
+                    )?;
+                }
+            }
+        }
+        let n = self.parts[tp].held.len();
+        self.opts.metrics.set_held(tp, n);
+        Ok(())
     }
 
     fn dead_letter(
@@ -536,6 +717,7 @@ impl State {
         let mut buf = std::mem::take(&mut part.buf);
         let Some(last) = buf.last else { return Ok(()) };
         let prev = part.durable_last;
+        let held = part.held.records();
         for f in buf.dead_letters.iter_mut() {
             match f.await {
                 Ok(Ok(_)) => {}
@@ -546,13 +728,11 @@ impl State {
         let started = Instant::now();
         let options = WriteOptions {
             keys: self.opts.keys.clone(),
-            provenance: (!buf.provenance.is_empty())
-                .then(|| Arc::new(std::mem::take(&mut buf.provenance))),
             ..WriteOptions::default()
         };
         let result = tokio::task::block_in_place(|| {
             self.log
-                .commit(&tp.0, tp.1, prev, last, &buf.months, options)
+                .commit_holding(&tp.0, tp.1, prev, last, &buf.months, &held, options)
         });
         match result {
             Ok(record) => {
@@ -582,7 +762,9 @@ impl State {
                 let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
                 if let Some(p) = self.parts.get_mut(tp) {
                     p.durable_last = state.last;
+                    p.held = Held::default();
                 }
+                self.restore_held(tp, state.held)?;
                 consumer.seek(
                     &tp.0,
                     tp.1,

@@ -13,6 +13,15 @@ pub struct Summary {
     pub skipped: BTreeMap<String, u64>,
     pub dead_lettered: BTreeMap<String, u64>,
     pub files: u64,
+    /// Records consumed but waiting for a partner at the end of the run (Kamailio call starts
+    /// waiting for their BYE), in the commit log of the partitions this process owned. Not
+    /// in `consumed` yet: a record counts once, when its outcome is decided.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Summary {

@@ -55,6 +55,9 @@ pub struct ExportRow {
     pub source_topic: String,
     pub source_partition: i32,
     pub source_offset: i64,
+    /// Switch format and original record id of a converted call; empty for canonical JSON.
+    pub source_format: Option<String>,
+    pub source_record_id: Option<String>,
 }
 
 impl From<&StoredCall> for ExportRow {
@@ -76,6 +79,8 @@ impl From<&StoredCall> for ExportRow {
             source_topic: s.source_topic.clone(),
             source_partition: s.source_partition,
             source_offset: s.source_offset,
+            source_format: s.provenance.as_ref().map(|p| p.format.clone()),
+            source_record_id: s.provenance.as_ref().map(|p| p.record_id.clone()),
         }
     }
 }
@@ -160,7 +165,7 @@ impl Sink<'_> {
     }
 }
 
-const HEADER: [&str; 15] = [
+const HEADER: [&str; 17] = [
     "billing_month",
     "customer_id",
     "start_time",
@@ -176,6 +181,8 @@ const HEADER: [&str; 15] = [
     "source_topic",
     "source_partition",
     "source_offset",
+    "source_format",
+    "source_record_id",
 ];
 
 /// csv and serde_json errors convert into `io::Error` (keeping a broken pipe a broken pipe).

@@ -15,6 +15,7 @@ mod asterisk;
 mod disposition;
 mod freeswitch;
 mod generic;
+pub mod kamailio;
 mod kazoo;
 mod number;
 mod time;
@@ -63,6 +64,14 @@ pub enum Skip {
     Internal,
     /// A call to a customer's line (or arriving on an inbound context).
     Inbound,
+    /// A SIP transaction that is neither a call's start nor its end (Kamailio REGISTER, ACK …).
+    Signalling,
+    /// A call's start record (Kamailio INVITE 2xx): the call is made from it and its end
+    /// record, and counted there.
+    CallStart,
+    /// A repeated start of a call already started (a re-INVITE inside the dialog, a resent
+    /// record).
+    InDialog,
 }
 
 impl Skip {
@@ -73,6 +82,9 @@ impl Skip {
             Skip::OtherLeg => "other_leg",
             Skip::Internal => "internal",
             Skip::Inbound => "inbound",
+            Skip::Signalling => "signalling",
+            Skip::CallStart => "call_start",
+            Skip::InDialog => "in_dialog",
         }
     }
 }
@@ -109,6 +121,10 @@ pub enum SourceError {
     BadNumber { field: &'static str, detail: String },
     #[error("unknown_enum_value: `{field}` has unknown value {value:?}")]
     UnknownValue { field: &'static str, value: String },
+    /// A Kamailio start without its end within the source's `max_call_hours`, or an end
+    /// whose start never came.
+    #[error("{}", if *.end { "unpaired_end: a BYE whose call start (INVITE 2xx) was never seen: check that the shipper keys records by Call-ID so both reach the same partition" } else { "unpaired_start: an answered INVITE whose BYE did not arrive within the source's max_call_hours" })]
+    Unpaired { end: bool },
     #[error("unknown_line: neither {calling:?} nor {called:?} is a customer's line in numbers.csv on {date}: add the line, or set customer = \"accountcode\"")]
     UnknownLine {
         calling: String,
@@ -132,6 +148,8 @@ impl SourceError {
             SourceError::BadNumber { .. } => "bad_number",
             SourceError::UnknownValue { .. } => "unknown_enum_value",
             SourceError::UnknownLine { .. } => "unknown_line",
+            SourceError::Unpaired { end: false } => "unpaired_start",
+            SourceError::Unpaired { end: true } => "unpaired_end",
         }
     }
 }
@@ -164,6 +182,7 @@ pub fn convert(
         SourceFormat::FreeswitchCsv => freeswitch::read_csv(source, &text)?,
         SourceFormat::KazooJson => kazoo::read(source, &text)?,
         SourceFormat::Csv => generic::read(source, &text)?,
+        SourceFormat::KamailioJson => return kamailio::read_alone(source, numbers, bytes),
     };
     match record {
         Read::Skip(skip) => Ok(Converted::Skip(skip)),

@@ -10,7 +10,13 @@
 //! 3. the staged files are renamed into `cdrs/billing_month=…/` and the directories fsynced.
 //!
 //! Recovery ([`CommitLog::recover`]) rolls the latest record forward (finishes step 3) and
-//! returns its `last`: the consumer skips every offset up to it. Kafka's committed group offset
+//! returns its `last`: the consumer skips every offset up to it.
+//!
+//! A record may also carry **held records**: consumed offsets whose outcome waits for a later
+//! record (a Kamailio call start waiting for its end). They are part of the commit, so a
+//! restart or the next owner of the partition resumes with exactly the records the last commit
+//! held, never re-reading them from Kafka (the offsets are behind `last`). With a keyring they
+//! are sealed (AES-256-GCM, bound to topic, partition and offset): they are traffic data. Kafka's committed group offset
 //! is only a hint that saves re-reading; this log is the truth.
 
 use std::collections::BTreeMap;
@@ -19,8 +25,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use evn_keys::Keyring;
 use evn_rating::BillingMonth;
 
 use crate::{
@@ -52,19 +63,47 @@ pub struct CommitRecord {
     pub last: i64,
     pub files: Vec<CommittedFile>,
     pub writer: String,
+    /// Records consumed but waiting for a later one (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<StoredHeld>,
+}
+
+/// A held record as the commit record stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredHeld {
+    pub offset: i64,
+    /// Base64 of the Kafka key, if the record had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Base64 of the payload, or of its sealed envelope when `sealed`.
+    pub payload: String,
+    #[serde(default)]
+    pub sealed: bool,
+}
+
+/// A consumed record whose outcome waits for a later one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRecord {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
 }
 
 /// What recovery found for a partition: every offset up to `last` is durably handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
     /// -1 when nothing was ever committed.
     pub last: i64,
+    /// What the last commit held, oldest first.
+    pub held: Vec<HeldRecord>,
 }
 
 #[derive(Debug, Clone)]
 pub struct CommitLog {
     data: PathBuf,
     writer: String,
+    /// Seals held records; Parquet files take their keys from [`WriteOptions`].
+    keys: Option<Arc<Keyring>>,
 }
 
 impl CommitLog {
@@ -80,7 +119,71 @@ impl CommitLog {
         Ok(CommitLog {
             data: data.to_owned(),
             writer: writer.to_owned(),
+            keys: None,
         })
+    }
+
+    /// Held records are sealed with the current key and opened with any key of the ring.
+    pub fn with_keys(mut self, keys: Option<Arc<Keyring>>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    fn held_context(topic: &str, partition: i32, offset: i64) -> String {
+        format!("{COMMITS_DIR}/{topic}/{partition}/held/{offset}")
+    }
+
+    fn store_held(&self, topic: &str, partition: i32, held: &[HeldRecord]) -> Vec<StoredHeld> {
+        held.iter()
+            .map(|h| {
+                let payload = match &self.keys {
+                    Some(k) => k.seal(&h.payload, &Self::held_context(topic, partition, h.offset)),
+                    None => h.payload.clone(),
+                };
+                StoredHeld {
+                    offset: h.offset,
+                    key: h.key.as_ref().map(|k| BASE64.encode(k)),
+                    payload: BASE64.encode(payload),
+                    sealed: self.keys.is_some(),
+                }
+            })
+            .collect()
+    }
+
+    fn open_held(&self, path: &Path, record: &CommitRecord) -> Result<Vec<HeldRecord>, StoreError> {
+        let corrupt = |detail: String| StoreError::CorruptCommit {
+            path: path.to_owned(),
+            detail,
+        };
+        record
+            .held
+            .iter()
+            .map(|h| {
+                let decode = |b64: &str| {
+                    BASE64
+                        .decode(b64)
+                        .map_err(|e| corrupt(format!("held record {}: {e}", h.offset)))
+                };
+                let mut payload = decode(&h.payload)?;
+                if h.sealed {
+                    let keys = self.keys.as_ref().ok_or_else(|| {
+                        corrupt(format!(
+                            "held record {} is encrypted: set EVN_DATA_KEY_FILE",
+                            h.offset
+                        ))
+                    })?;
+                    let context = Self::held_context(&record.topic, record.partition, h.offset);
+                    payload = keys
+                        .open(&payload, &context)
+                        .map_err(|e| corrupt(format!("held record {}: {e}", h.offset)))?;
+                }
+                Ok(HeldRecord {
+                    offset: h.offset,
+                    key: h.key.as_deref().map(decode).transpose()?,
+                    payload,
+                })
+            })
+            .collect()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -130,11 +233,17 @@ impl CommitLog {
     pub fn recover(&self, topic: &str, partition: i32) -> Result<PartitionState, StoreError> {
         let records = self.records(topic, partition)?;
         let Some((_, path)) = records.iter().next_back() else {
-            return Ok(PartitionState { last: -1 });
+            return Ok(PartitionState {
+                last: -1,
+                held: Vec::new(),
+            });
         };
         let record = Self::read_record(path)?;
         self.roll_forward(&record)?;
-        Ok(PartitionState { last: record.last })
+        Ok(PartitionState {
+            last: record.last,
+            held: self.open_held(path, &record)?,
+        })
     }
 
     fn roll_forward(&self, record: &CommitRecord) -> Result<(), StoreError> {
@@ -166,6 +275,22 @@ impl CommitLog {
         prev_last: i64,
         last: i64,
         months: &BTreeMap<BillingMonth, Vec<StoredCall>>,
+        options: WriteOptions,
+    ) -> Result<CommitRecord, StoreError> {
+        self.commit_holding(topic, partition, prev_last, last, months, &[], options)
+    }
+
+    /// [`CommitLog::commit`] that also makes `held` (offsets up to `last` whose outcome waits
+    /// for a later record) part of the commit; the next [`CommitLog::recover`] returns them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_holding(
+        &self,
+        topic: &str,
+        partition: i32,
+        prev_last: i64,
+        last: i64,
+        months: &BTreeMap<BillingMonth, Vec<StoredCall>>,
+        held: &[HeldRecord],
         options: WriteOptions,
     ) -> Result<CommitRecord, StoreError> {
         let first = prev_last + 1;
@@ -201,6 +326,7 @@ impl CommitLog {
             last,
             files,
             writer: self.writer.clone(),
+            held: self.store_held(topic, partition, held),
         };
         if let Err(e) = self.write_record(&record) {
             self.discard(&record.files, None);
@@ -315,6 +441,63 @@ mod tests {
         log.commit("cdrs", 3, 9, 20, &BTreeMap::new(), WriteOptions::default())
             .unwrap();
         assert_eq!(log.recover("cdrs", 3).unwrap().last, 20);
+    }
+
+    #[test]
+    fn held_records_are_part_of_the_commit_and_sealed_with_a_key() {
+        let held = vec![
+            HeldRecord {
+                offset: 4,
+                key: Some(b"call-7@pbx".to_vec()),
+                payload: br#"{"method":"INVITE","callid":"call-7@pbx","src_user":"+4930901820"}"#
+                    .to_vec(),
+            },
+            HeldRecord {
+                offset: 6,
+                key: None,
+                payload: b"\xff binary too".to_vec(),
+            },
+        ];
+        for keys in [None, Some(crate::parquet_io::tests::keyring(7))] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = CommitLog::open(dir.path(), "w1")
+                .unwrap()
+                .with_keys(keys.clone());
+            let none = BTreeMap::new();
+            let options = WriteOptions::default();
+            log.commit_holding("k", 0, -1, 6, &none, &held, options.clone())
+                .unwrap();
+            assert_eq!(log.recover("k", 0).unwrap().held, held);
+            let record =
+                fs::read_to_string(dir.path().join("_ingest/k/0/00000000000000000000.json"))
+                    .unwrap();
+            // Sealed with a key: the caller's number is not in the commit log.
+            assert_eq!(
+                record.contains(&BASE64.encode(&held[0].payload)),
+                keys.is_none(),
+                "{record}"
+            );
+            // Without the key, an encrypted hold is an error that says what is missing.
+            if keys.is_some() {
+                let err = CommitLog::open(dir.path(), "w2")
+                    .unwrap()
+                    .recover("k", 0)
+                    .unwrap_err();
+                assert!(err.to_string().contains("EVN_DATA_KEY_FILE"), "{err}");
+            }
+            // The next commit holds less: the first start found its end.
+            log.commit_holding("k", 0, 6, 9, &none, &held[1..], options.clone())
+                .unwrap();
+            assert_eq!(log.recover("k", 0).unwrap().held, held[1..]);
+            // A commit without holds clears them; old records without the field read as none.
+            log.commit("k", 0, 9, 10, &none, options).unwrap();
+            let state = log.recover("k", 0).unwrap();
+            assert_eq!((state.last, state.held.len()), (10, 0));
+            let latest =
+                fs::read_to_string(dir.path().join("_ingest/k/0/00000000000000000010.json"))
+                    .unwrap();
+            assert!(!latest.contains("held"), "{latest}");
+        }
     }
 
     #[test]

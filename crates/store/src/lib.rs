@@ -11,12 +11,12 @@ pub mod commit;
 mod error;
 mod parquet_io;
 
-pub use commit::{CommitLog, CommitRecord, PartitionState};
+pub use commit::{CommitLog, CommitRecord, HeldRecord, PartitionState, StoredHeld};
 pub use error::StoreError;
 pub use evn_keys::Keyring;
 pub use parquet_io::{
     list_month_files, read_file, read_file_with, read_month, read_month_with, schema, write_file,
-    StoredCall, WriteOptions,
+    Provenance, StoredCall, WriteOptions,
 };
 
 use std::path::{Path, PathBuf};

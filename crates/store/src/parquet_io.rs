@@ -1,6 +1,5 @@
 //! The Parquet schema of stored calls, and writing and reading whole files.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +39,19 @@ pub struct StoredCall {
     pub source_topic: String,
     pub source_partition: i32,
     pub source_offset: i64,
+    /// Format and original record id of a call converted from a switch's own format
+    /// (`sources.toml`); None for canonical JSON, whose `cdr_id` is the record's id. Part of
+    /// the row so every rewrite (retention holds, erasure) keeps it.
+    pub provenance: Option<Provenance>,
+}
+
+/// Where a converted call came from: `source_format` / `source_record_id` columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// `sources.toml` format name (`asterisk-csv`, `kazoo-json` …).
+    pub format: String,
+    /// The record's own id in its source (Asterisk `uniqueid-sequence`, FreeSWITCH `uuid` …).
+    pub record_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -48,11 +60,6 @@ pub struct WriteOptions {
     /// With a keyring, files are written with Parquet modular encryption (AES-GCM, the current
     /// 256-bit key, footer and every column encrypted; the key id in the footer key metadata).
     pub keys: Option<Arc<Keyring>>,
-    /// Where converted calls came from, by `source_offset`: (source format, original record id)
-    /// for the `source_format` / `source_record_id` columns; rows not listed (canonical JSON)
-    /// get nulls. Kept beside [`StoredCall`] rather than in it so the row type stays as the
-    /// readers and writers of other crates build it; a rewrite that passes none writes nulls.
-    pub provenance: Option<Arc<HashMap<i64, (String, String)>>>,
 }
 
 impl Default for WriteOptions {
@@ -60,7 +67,6 @@ impl Default for WriteOptions {
         WriteOptions {
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
             keys: None,
-            provenance: None,
         }
     }
 }
@@ -129,10 +135,7 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-fn to_batch(
-    rows: &[StoredCall],
-    provenance: Option<&HashMap<i64, (String, String)>>,
-) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn to_batch(rows: &[StoredCall]) -> Result<RecordBatch, arrow::error::ArrowError> {
     let n = rows.len();
     let mut cdr_id = StringBuilder::with_capacity(n, n * 20);
     let mut switch_id = StringBuilder::with_capacity(n, n * 6);
@@ -153,10 +156,10 @@ fn to_batch(
     let mut format = StringBuilder::new();
     let mut record_id = StringBuilder::new();
     for r in rows {
-        match provenance.and_then(|p| p.get(&r.source_offset)) {
-            Some((f, id)) => {
-                format.append_value(f);
-                record_id.append_value(id);
+        match &r.provenance {
+            Some(p) => {
+                format.append_value(&p.format);
+                record_id.append_value(&p.record_id);
             }
             None => {
                 format.append_null();
@@ -211,11 +214,10 @@ pub fn write_file(
     rows: &[StoredCall],
     options: WriteOptions,
 ) -> Result<u64, StoreError> {
-    let batch =
-        to_batch(rows, options.provenance.as_deref()).map_err(|source| StoreError::Arrow {
-            path: path.to_owned(),
-            source,
-        })?;
+    let batch = to_batch(rows).map_err(|source| StoreError::Arrow {
+        path: path.to_owned(),
+        source,
+    })?;
     let pq = |source| StoreError::Parquet {
         path: path.to_owned(),
         source,
@@ -345,6 +347,24 @@ fn column<'a, T: 'static>(
         .ok_or_else(|| schema_err(format!("column `{name}` has type {}", col.data_type())))
 }
 
+/// A nullable string column that older files lack: None when absent.
+fn optional_strings<'a>(
+    path: &Path,
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<Option<&'a StringArray>, StoreError> {
+    let Some(col) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    col.as_any()
+        .downcast_ref::<StringArray>()
+        .map(Some)
+        .ok_or_else(|| StoreError::Schema {
+            path: path.to_owned(),
+            detail: format!("column `{name}` has type {}", col.data_type()),
+        })
+}
+
 fn decode(
     path: &Path,
     batch: &RecordBatch,
@@ -366,8 +386,17 @@ fn decode(
     let counselling = column::<BooleanArray>(path, batch, "counselling")?;
     let partition = column::<Int32Array>(path, batch, "source_partition")?;
     let offset = column::<Int64Array>(path, batch, "source_offset")?;
+    let format = optional_strings(path, batch, "source_format")?;
+    let record_id = optional_strings(path, batch, "source_record_id")?;
     let scale = charge.scale() as u32;
     for i in 0..batch.num_rows() {
+        let provenance = match (format, record_id) {
+            (Some(f), Some(id)) if f.is_valid(i) && id.is_valid(i) => Some(Provenance {
+                format: f.value(i).to_owned(),
+                record_id: id.value(i).to_owned(),
+            }),
+            _ => None,
+        };
         let start_time =
             DateTime::from_timestamp_micros(start.value(i)).ok_or_else(|| StoreError::Schema {
                 path: path.to_owned(),
@@ -392,6 +421,7 @@ fn decode(
             source_topic: topic.value(i).to_owned(),
             source_partition: partition.value(i),
             source_offset: offset.value(i),
+            provenance,
         });
     }
     Ok(())
@@ -423,10 +453,11 @@ pub(crate) mod tests {
             source_topic: "cdrs".into(),
             source_partition: 3,
             source_offset: i,
+            provenance: None,
         }
     }
 
-    fn keyring(fill: u8) -> Arc<Keyring> {
+    pub(crate) fn keyring(fill: u8) -> Arc<Keyring> {
         Arc::new(Keyring::new(
             evn_keys::DataKey::from_bytes([fill; 32]),
             Vec::new(),
@@ -521,14 +552,12 @@ pub(crate) mod tests {
     fn provenance_columns_are_last_nullable_and_old_files_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.parquet");
-        let rows: Vec<StoredCall> = (0..4).map(sample).collect();
-        let provenance: HashMap<i64, (String, String)> =
-            [(1, ("asterisk-csv".to_owned(), "1795508102.1".to_owned()))].into();
-        let options = WriteOptions {
-            provenance: Some(Arc::new(provenance)),
-            ..WriteOptions::default()
-        };
-        write_file(&path, &rows, options).unwrap();
+        let mut rows: Vec<StoredCall> = (0..4).map(sample).collect();
+        rows[1].provenance = Some(Provenance {
+            format: "asterisk-csv".into(),
+            record_id: "1795508102.1".into(),
+        });
+        write_file(&path, &rows, WriteOptions::default()).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
             .unwrap()
             .build()
@@ -562,7 +591,10 @@ pub(crate) mod tests {
 
         // A file from before the columns existed: the first 15 columns only.
         let old = dir.path().join("old.parquet");
-        let full = to_batch(&rows, None).unwrap();
+        for r in &mut rows {
+            r.provenance = None;
+        }
+        let full = to_batch(&rows).unwrap();
         let narrow = full.project(&(0..15).collect::<Vec<_>>()).unwrap();
         let mut w =
             ArrowWriter::try_new(File::create(&old).unwrap(), narrow.schema(), None).unwrap();

@@ -282,3 +282,69 @@ fn members_joining_and_dying_while_cdrs_flow_keep_exactly_once() {
         sa["stored"], sc["stored"], rest["stored"]
     );
 }
+
+/// Unmounts (lazily, so a straggling reader cannot keep it busy) when the test ends, before the
+/// temporary directory under the mount point is removed.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk: ingest stops with exit status 1 and an error that says the disk is full; what
+/// it had not committed is not acknowledged, what is visible is whole commits; once space is
+/// freed, the next run stores every CDR exactly once. The data directory is a small tmpfs
+/// (mounting needs root, which CI has; without it the test says SKIPPED).
+#[test]
+fn a_full_disk_stops_ingest_clearly_and_loses_nothing() {
+    const N: usize = 40_000;
+    let (broker, _dir, data) = backlog("full", N, "full-");
+    std::fs::create_dir_all(&data).unwrap();
+    let mount = |opts: &str| {
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // 40,000 rows take ~1.5 MB of Parquet: 256 KiB is full after a few commits.
+    if !mount("size=256k") {
+        eprintln!("SKIPPED: cannot mount a tmpfs for the full-disk test (needs root)");
+        return;
+    }
+    let _unmount = Mounted(data.clone());
+    let mut args = ingest_args(&broker, "full", "g", &data);
+    args.extend(["--flush-interval-secs".into(), "1".into()]);
+    let out = Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the disk is full"), "{stderr}");
+    let partial = stored_ids(&data);
+    assert!(partial.len() < N, "the disk was not full after all");
+    assert!(
+        partial.values().all(|c| *c == 1),
+        "a commit is visible twice"
+    );
+
+    // Space freed (the tmpfs grows): the next run finishes the job, nothing twice.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let summary = ingest_to_end(&broker, "full", "g", &data);
+    assert_eq!(
+        summary["stored"].as_u64().unwrap() as usize + partial.len(),
+        N,
+        "{summary}"
+    );
+    assert_exactly_once(&data, N);
+}

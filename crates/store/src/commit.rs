@@ -23,15 +23,16 @@ use serde::{Deserialize, Serialize};
 
 use evn_rating::BillingMonth;
 
+use crate::location::{Location, ObjectData};
 use crate::{
     month_dir, sync_dir, write_file, StoreError, StoredCall, WriteOptions, COMMITS_DIR, STAGING_DIR,
 };
 
 /// Commit records younger than this are kept, so a stale writer always collides with one.
 /// Far longer than any consumer-group session timeout.
-const KEEP_RECORDS_FOR: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const KEEP_RECORDS_FOR: Duration = Duration::from_secs(24 * 3600);
 /// The newest records are kept whatever their age.
-const KEEP_RECORDS_MIN: usize = 4;
+pub(crate) const KEEP_RECORDS_MIN: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedFile {
@@ -65,9 +66,23 @@ pub struct PartitionState {
 pub struct CommitLog {
     data: PathBuf,
     writer: String,
+    /// Set for an object store location: the protocol of [`crate::commit_object`].
+    pub(crate) object: Option<ObjectData>,
 }
 
 impl CommitLog {
+    /// The commit log at a `--data` location: a local folder or an object store.
+    pub fn open_at(location: &Location, writer: &str) -> Result<Self, StoreError> {
+        match location {
+            Location::Local(data) => Self::open(data, writer),
+            Location::Object(o) => Ok(CommitLog {
+                data: PathBuf::new(),
+                writer: writer.to_owned(),
+                object: Some(o.clone()),
+            }),
+        }
+    }
+
     /// `writer` must be unique per process (it names the staging folder).
     pub fn open(data: &Path, writer: &str) -> Result<Self, StoreError> {
         for dir in [
@@ -80,11 +95,17 @@ impl CommitLog {
         Ok(CommitLog {
             data: data.to_owned(),
             writer: writer.to_owned(),
+            object: None,
         })
     }
 
+    /// The local data folder (empty for an object store).
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    pub(crate) fn writer(&self) -> &str {
+        &self.writer
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -128,6 +149,9 @@ impl CommitLog {
     /// Finishes the latest commit of a partition (if a crash interrupted its renames) and
     /// returns the last offset that is durably handled.
     pub fn recover(&self, topic: &str, partition: i32) -> Result<PartitionState, StoreError> {
+        if let Some(o) = &self.object {
+            return self.recover_object(o, topic, partition);
+        }
         let records = self.records(topic, partition)?;
         let Some((_, path)) = records.iter().next_back() else {
             return Ok(PartitionState { last: -1 });
@@ -168,6 +192,9 @@ impl CommitLog {
         months: &BTreeMap<BillingMonth, Vec<StoredCall>>,
         options: WriteOptions,
     ) -> Result<CommitRecord, StoreError> {
+        if let Some(o) = &self.object {
+            return self.commit_object(o, topic, partition, prev_last, last, months, options);
+        }
         let first = prev_last + 1;
         let mut files = Vec::new();
         let staging_dir = self.data.join(STAGING_DIR).join(&self.writer);

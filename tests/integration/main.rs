@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod edges;
 mod ingest;
+mod object_store;
 mod ops;
 mod page;
 mod portal;

@@ -13,6 +13,7 @@
 
 mod manifest;
 mod metrics;
+mod object_out;
 mod output;
 mod passwords;
 mod spill;
@@ -36,10 +37,11 @@ use evn_render::{
     format, protect_pdf, render_csv, render_pdf, EvnCall, EvnDocument, Header, ProtectionKeys,
     RenderError,
 };
-use evn_store::StoreError;
+use evn_store::{Location, StoreError};
 
 pub use manifest::{CustomerEntry, Manifest, VersionEntry, MANIFEST_FILE};
 pub use metrics::Metrics;
+pub use object_out::run_to_store;
 pub use passwords::{PasswordsError, PdfPasswords};
 
 /// Calls held in memory at once (measured ~520 bytes each as `RatedCall`: ~100 MB). Past this
@@ -403,6 +405,7 @@ fn scan(
     config: &Config,
     month: BillingMonth,
     keys: Option<&Arc<Keyring>>,
+    data: &Location,
     files: &[PathBuf],
     selected: &BTreeSet<String>,
     holder: &mut spill::Holder,
@@ -413,7 +416,7 @@ fn scan(
     let mut known_customers: HashSet<String> = HashSet::new();
     let mut known_zones: HashSet<String> = HashSet::new();
     for file in files {
-        evn_store::read_file_with(file, keys, &mut |stored| {
+        data.read_file_with(file, keys, &mut |stored| {
             rows_read += 1;
             if failure.is_some() {
                 return;
@@ -699,6 +702,17 @@ pub fn run(
     out: &Path,
     opts: &BillOptions,
 ) -> Result<BillReport, BillError> {
+    run_at(config, &Location::Local(data.to_owned()), month, out, opts)
+}
+
+/// [`run`] reading the month from a local folder or an object store.
+pub fn run_at(
+    config: &Config,
+    data: &Location,
+    month: BillingMonth,
+    out: &Path,
+    opts: &BillOptions,
+) -> Result<BillReport, BillError> {
     let started = Instant::now();
     if let Some(id) = &opts.customer {
         if config.customers.rows(id).is_empty() {
@@ -707,8 +721,8 @@ pub fn run(
             });
         }
     }
-    let month_dir = evn_store::month_dir(data, month);
-    let files = evn_store::list_month_files(data, month)?;
+    let month_dir = data.month_display(month);
+    let files = data.list_month_files(month)?;
     if files.is_empty() {
         return Err(BillError::NoData {
             month,
@@ -738,6 +752,7 @@ pub fn run(
         config,
         month,
         opts.keys.as_ref(),
+        data,
         &files,
         &selected,
         &mut holder,

@@ -64,8 +64,10 @@ enum Command {
         group: String,
         #[arg(long)]
         config: PathBuf,
+        /// Data folder, or an object store: s3://bucket/prefix (credentials and endpoint from
+        /// the AWS_* variables), file:///abs/path, memory://name (this process only).
         #[arg(long)]
-        data: PathBuf,
+        data: evn_store::Location,
         /// Dead-letter topic (default: `<topic>.dlq`).
         #[arg(long)]
         dlq_topic: Option<String>,
@@ -87,12 +89,15 @@ enum Command {
     Bill {
         #[arg(long)]
         config: PathBuf,
+        /// Data folder or object store URL (as for ingest).
         #[arg(long)]
-        data: PathBuf,
+        data: evn_store::Location,
         #[arg(long)]
         month: BillingMonth,
+        /// EVN folder, or an object store URL: the run renders into a local temporary folder
+        /// and uploads the new files, the manifest last.
         #[arg(long)]
-        out: PathBuf,
+        out: evn_store::Location,
         #[arg(long)]
         customer: Option<String>,
         /// I/N: bill only shard I (0-based) of N.
@@ -163,6 +168,18 @@ fn usage(error: impl Into<anyhow::Error>) -> Failure {
         code: 2,
         error: error.into(),
     }
+}
+
+/// Refuses an object store URL where a command works on a local folder only (a URL would
+/// otherwise be taken for a relative path).
+pub(crate) fn local_only(command: &str, flag: &str, path: &Path) -> Result<(), Failure> {
+    if path.to_string_lossy().contains("://") {
+        return Err(usage(anyhow::anyhow!(
+            "{flag} {}: `evn {command}` works on a local folder only; object stores are supported by ingest and bill (copy the data to a local folder to run it)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn load_config(dir: &Path) -> Result<Config, Failure> {
@@ -416,8 +433,14 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 spawn_metrics("bill", addr, Arc::clone(&registry), health).await?;
             }
             let started = std::time::Instant::now();
-            let result =
-                tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts));
+            let result = tokio::task::block_in_place(|| match &out {
+                evn_store::Location::Local(out) => {
+                    evn_billing::run_at(&cfg, &data, month, out, &opts)
+                }
+                evn_store::Location::Object(out) => {
+                    evn_billing::run_to_store(&cfg, &data, month, out, &opts)
+                }
+            });
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 
 use evn_privacy::{EraseOutcome, ExportFormat, PrivacyError};
 
-use crate::{data_keys, load_config, Failure};
+use crate::{data_keys, load_config, local_only, Failure};
 
 #[derive(clap::Args)]
 pub struct RetentionArgs {
@@ -75,6 +75,8 @@ fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failur
 }
 
 pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
+    local_only("retention", "--data", &args.data)?;
+    local_only("retention", "--evn", &args.evn)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::RetentionOptions {
         data: args.data,
@@ -106,6 +108,7 @@ pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
+    local_only("export", "--data", &args.data)?;
     let keys = data_keys()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let summary = tokio::task::block_in_place(|| {
@@ -137,6 +140,8 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
 }
 
 pub fn erase(args: EraseArgs) -> Result<(), Failure> {
+    local_only("erase", "--data", &args.data)?;
+    local_only("erase", "--evn", &args.evn)?;
     let config = load_config(&args.config)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::EraseOptions {

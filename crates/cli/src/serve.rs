@@ -13,7 +13,7 @@ pub const SECRET_ENV: &str = "EVN_PORTAL_SECRET";
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The billing run's output folder (`evn bill --out`).
+    /// The billing run's output folder (`evn bill --out`), or its object store URL.
     #[arg(long)]
     evn: PathBuf,
     /// Address to listen on; port 0 picks a free one (the banner says which).

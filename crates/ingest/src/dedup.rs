@@ -5,11 +5,10 @@
 //! 128 bits make an accidental collision (a real call wrongly dropped) practically impossible.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use evn_rating::BillingMonth;
-use evn_store::{Keyring, StoreError};
+use evn_store::{Keyring, Location, StoreError};
 
 pub fn key(switch_id: &str, cdr_id: &str) -> u128 {
     // The separator byte cannot occur in either id (control characters are rejected).
@@ -38,7 +37,7 @@ impl Dedup {
     /// Inserts the key; false if the call is already stored or buffered.
     pub fn insert(
         &mut self,
-        data: &Path,
+        data: &Location,
         month: BillingMonth,
         key: u128,
     ) -> Result<bool, StoreError> {
@@ -48,7 +47,7 @@ impl Dedup {
     /// Whether the call is already stored or buffered.
     pub fn contains(
         &mut self,
-        data: &Path,
+        data: &Location,
         month: BillingMonth,
         key: u128,
     ) -> Result<bool, StoreError> {
@@ -57,13 +56,13 @@ impl Dedup {
 
     fn month(
         &mut self,
-        data: &Path,
+        data: &Location,
         month: BillingMonth,
     ) -> Result<&mut HashSet<u128>, StoreError> {
         if !self.months.contains_key(&month) {
             let mut set = HashSet::new();
-            for file in evn_store::list_month_files(data, month)? {
-                evn_store::read_file_with(&file, self.keys.as_ref(), &mut |c| {
+            for file in data.list_month_files(month)? {
+                data.read_file_with(&file, self.keys.as_ref(), &mut |c| {
                     set.insert(self::key(&c.call.switch_id, &c.call.cdr_id));
                 })?;
             }

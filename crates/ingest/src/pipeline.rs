@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,9 @@ use evn_metrics::Health;
 use evn_rating::{classify, BillingMonth, Outcome};
 use evn_sources::kamailio::{self, Kamailio};
 use evn_sources::{Converted, SourceError};
-use evn_store::{CommitLog, HeldRecord, Keyring, Provenance, StoreError, StoredCall, WriteOptions};
+use evn_store::{
+    CommitLog, HeldRecord, Keyring, Location, Provenance, StoreError, StoredCall, WriteOptions,
+};
 
 use crate::dedup::{self, Dedup};
 use crate::held::Held;
@@ -39,7 +40,8 @@ pub struct IngestOptions {
     pub brokers: String,
     pub topics: Vec<String>,
     pub group: String,
-    pub data: PathBuf,
+    /// A local folder or an object store (`evn_store::Location`).
+    pub data: Location,
     /// Dead-letter topic; `<topic>.dlq` of each source topic when unset.
     pub dlq_topic: Option<String>,
     pub exit_when_idle: Option<Duration>,
@@ -58,12 +60,12 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
-    pub fn new(brokers: &str, topics: Vec<String>, group: &str, data: PathBuf) -> Self {
+    pub fn new(brokers: &str, topics: Vec<String>, group: &str, data: impl Into<Location>) -> Self {
         IngestOptions {
             brokers: brokers.to_owned(),
             topics,
             group: group.to_owned(),
-            data,
+            data: data.into(),
             dlq_topic: None,
             exit_when_idle: None,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
@@ -197,7 +199,13 @@ impl State {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
-        let log = CommitLog::open(&opts.data, &writer)?.with_keys(opts.keys.clone());
+        let log = CommitLog::open_at(&opts.data, &writer)?.with_keys(opts.keys.clone());
+        // What writers killed between their data PUT and their commit record left behind (a
+        // no-op on a local folder, where `evn retention` cleans `_staging/`).
+        match log.remove_orphans(evn_store::commit_object::ORPHAN_AGE) {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove orphaned staged objects"),
+        }
         let mut dlq_cfg = ClientConfig::new();
         dlq_cfg
             .set("bootstrap.servers", &opts.brokers)

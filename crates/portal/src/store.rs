@@ -25,6 +25,7 @@ use rustix::io::Errno;
 use serde::Deserialize;
 
 use evn_keys::Keyring;
+use evn_store::ObjectData;
 
 use crate::paths::{CustomerId, Format, Month};
 use crate::PortalError;
@@ -138,14 +139,34 @@ pub struct EvnStore {
     manifest_names: Mutex<HashMap<PathBuf, (Stamp, Arc<Vec<String>>)>>,
     /// Opens EVNs the billing run sealed with `evn-keys` (encryption at rest).
     keys: Option<Arc<Keyring>>,
+    /// Set when the EVN folder is an object store URL (`--evn s3://…`): see [`object`](Self::object_versions).
+    object: Option<ObjectData>,
+    /// Parsed manifests of an object store by key, with the modification time they were read at.
+    object_cache: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Arc<Index>)>>,
 }
 
 impl EvnStore {
+    /// Opens the EVN folder: a local folder, or an object store URL (`s3://bucket/prefix`,
+    /// `file:///path`, `memory://name`), where the symlink rules have no object to apply to
+    /// and keys are built from validated values the same way.
     pub fn open(root: &Path) -> Result<EvnStore, PortalError> {
         let err = |cause| PortalError::EvnDir {
             path: root.to_owned(),
             cause,
         };
+        let url = root.to_string_lossy();
+        if url.contains("://") {
+            let object =
+                ObjectData::open(&url).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+            return Ok(EvnStore {
+                root: root.to_owned(),
+                cache: Mutex::new(HashMap::new()),
+                manifest_names: Mutex::new(HashMap::new()),
+                keys: None,
+                object: Some(object),
+                object_cache: Mutex::new(HashMap::new()),
+            });
+        }
         // The root itself may be a symlink (an operator's mount); resolved once, here.
         let root = root.canonicalize().map_err(err)?;
         open_dir(rustix::fs::CWD, &root).map_err(|e| err(e.into()))?;
@@ -154,6 +175,8 @@ impl EvnStore {
             cache: Mutex::new(HashMap::new()),
             manifest_names: Mutex::new(HashMap::new()),
             keys: None,
+            object: None,
+            object_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -168,6 +191,9 @@ impl EvnStore {
 
     /// The root can still be opened (for `/healthz`).
     pub fn check(&self) -> Result<(), PortalError> {
+        if let Some(o) = &self.object {
+            return o.list_dirs("").map(drop).map_err(|e| self.object_error(e));
+        }
         self.open_root().map(drop)
     }
 
@@ -176,6 +202,22 @@ impl EvnStore {
         &self,
         customer: &CustomerId,
     ) -> Result<Vec<(Month, CustomerVersions)>, PortalError> {
+        if let Some(o) = &self.object {
+            let mut months: Vec<Month> = o
+                .list_dirs("")
+                .map_err(|e| self.object_error(e))?
+                .iter()
+                .filter_map(|n| Month::parse(n))
+                .collect();
+            months.sort_by(|a, b| b.cmp(a));
+            let mut out = Vec::new();
+            for month in months {
+                if let Some(v) = self.object_versions(o, customer, &month)? {
+                    out.push((month, v));
+                }
+            }
+            return Ok(out);
+        }
         let root = self.open_root()?;
         let mut months: Vec<Month> = self
             .names(&root, &self.root)?
@@ -198,6 +240,9 @@ impl EvnStore {
         customer: &CustomerId,
         month: &Month,
     ) -> Result<Option<CustomerVersions>, PortalError> {
+        if let Some(o) = &self.object {
+            return self.object_versions(o, customer, month);
+        }
         let root = self.open_root()?;
         self.versions_in(&root, customer, month)
     }
@@ -211,6 +256,9 @@ impl EvnStore {
         format: Format,
         version: Option<u32>,
     ) -> Result<Option<Located>, PortalError> {
+        if let Some(o) = &self.object {
+            return self.object_locate(o, customer, month, format, version);
+        }
         let root = self.open_root()?;
         let Some(versions) = self.versions_in(&root, customer, month)? else {
             return Ok(None);
@@ -262,6 +310,117 @@ impl EvnStore {
         Ok(Some(Located {
             content,
             len,
+            version: info.version,
+            sha256,
+        }))
+    }
+
+    fn object_error(&self, e: evn_store::StoreError) -> PortalError {
+        PortalError::Io {
+            path: self.root.clone(),
+            cause: std::io::Error::other(e.to_string()),
+        }
+    }
+
+    /// A month's versions of `customer` on an object store: the month's manifests listed,
+    /// each parsed once per modification.
+    fn object_versions(
+        &self,
+        o: &ObjectData,
+        customer: &CustomerId,
+        month: &Month,
+    ) -> Result<Option<CustomerVersions>, PortalError> {
+        let mut manifests: Vec<evn_store::Listed> = o
+            .list(month.as_str())
+            .map_err(|e| self.object_error(e))?
+            .into_iter()
+            .filter(|l| {
+                l.key
+                    .strip_prefix(month.as_str())
+                    .and_then(|n| n.strip_prefix('/'))
+                    .is_some_and(|name| {
+                        name == MANIFEST
+                            || (name.starts_with("manifest.shard-") && name.ends_with(".json"))
+                    })
+            })
+            .collect();
+        manifests.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut best: Option<CustomerVersions> = None;
+        for listed in manifests {
+            let cached = self
+                .object_cache
+                .lock()
+                .expect("cache lock")
+                .get(&listed.key)
+                .filter(|(t, _)| *t == listed.modified)
+                .map(|(_, index)| Arc::clone(index));
+            let index = match cached {
+                Some(index) => index,
+                None => {
+                    let Some(bytes) = o.get(&listed.key).map_err(|e| self.object_error(e))? else {
+                        continue;
+                    };
+                    let index = Arc::new(parse_manifest(&bytes).map_err(|detail| {
+                        PortalError::Manifest {
+                            path: PathBuf::from(o.display(&listed.key)),
+                            detail,
+                        }
+                    })?);
+                    self.object_cache
+                        .lock()
+                        .expect("cache lock")
+                        .insert(listed.key.clone(), (listed.modified, Arc::clone(&index)));
+                    index
+                }
+            };
+            if let Some(v) = index.get(customer.as_str()) {
+                if best.as_ref().is_none_or(|b| b.current < v.current) {
+                    best = Some(v.clone());
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// [`EvnStore::locate`] on an object store: the numbered object a manifest lists, fetched
+    /// whole (EVNs are small; the download limit bounds how many at once).
+    fn object_locate(
+        &self,
+        o: &ObjectData,
+        customer: &CustomerId,
+        month: &Month,
+        format: Format,
+        version: Option<u32>,
+    ) -> Result<Option<Located>, PortalError> {
+        let Some(versions) = self.object_versions(o, customer, month)? else {
+            return Ok(None);
+        };
+        let Some(info) = versions.get(version.unwrap_or(versions.current)) else {
+            return Ok(None);
+        };
+        let Some(sha256) = info.sha256_of(format).map(str::to_owned) else {
+            return Ok(None);
+        };
+        let name = format.file_name(customer, info.version);
+        let key = format!("{}/{name}", month.as_str());
+        let Some(bytes) = o.get(&key).map_err(|e| self.object_error(e))? else {
+            tracing::warn!(key = %o.display(&key), "a manifest lists this EVN but there is no such object; not served");
+            return Ok(None);
+        };
+        let plain = if evn_keys::is_sealed(&bytes[..bytes.len().min(evn_keys::MAGIC.len())]) {
+            let context = format!("{}/{name}", month.as_str());
+            evn_keys::open_any(self.keys.as_deref(), bytes.to_vec(), &context).map_err(|e| {
+                PortalError::Io {
+                    path: PathBuf::from(o.display(&key)),
+                    cause: std::io::Error::other(e.to_string()),
+                }
+            })?
+        } else {
+            bytes.to_vec()
+        };
+        Ok(Some(Located {
+            len: plain.len() as u64,
+            content: Content::Decrypted(plain),
             version: info.version,
             sha256,
         }))

@@ -34,15 +34,16 @@ use serde::{Deserialize, Serialize};
 use evn_keys::Keyring;
 use evn_rating::BillingMonth;
 
+use crate::location::{Location, ObjectData};
 use crate::{
     month_dir, sync_dir, write_file, StoreError, StoredCall, WriteOptions, COMMITS_DIR, STAGING_DIR,
 };
 
 /// Commit records younger than this are kept, so a stale writer always collides with one.
 /// Far longer than any consumer-group session timeout.
-const KEEP_RECORDS_FOR: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const KEEP_RECORDS_FOR: Duration = Duration::from_secs(24 * 3600);
 /// The newest records are kept whatever their age.
-const KEEP_RECORDS_MIN: usize = 4;
+pub(crate) const KEEP_RECORDS_MIN: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedFile {
@@ -104,9 +105,24 @@ pub struct CommitLog {
     writer: String,
     /// Seals held records; Parquet files take their keys from [`WriteOptions`].
     keys: Option<Arc<Keyring>>,
+    /// Set for an object store location: the protocol of [`crate::commit_object`].
+    pub(crate) object: Option<ObjectData>,
 }
 
 impl CommitLog {
+    /// The commit log at a `--data` location: a local folder or an object store.
+    pub fn open_at(location: &Location, writer: &str) -> Result<Self, StoreError> {
+        match location {
+            Location::Local(data) => Self::open(data, writer),
+            Location::Object(o) => Ok(CommitLog {
+                data: PathBuf::new(),
+                writer: writer.to_owned(),
+                keys: None,
+                object: Some(o.clone()),
+            }),
+        }
+    }
+
     /// `writer` must be unique per process (it names the staging folder).
     pub fn open(data: &Path, writer: &str) -> Result<Self, StoreError> {
         for dir in [
@@ -120,6 +136,7 @@ impl CommitLog {
             data: data.to_owned(),
             writer: writer.to_owned(),
             keys: None,
+            object: None,
         })
     }
 
@@ -133,7 +150,12 @@ impl CommitLog {
         format!("{COMMITS_DIR}/{topic}/{partition}/held/{offset}")
     }
 
-    fn store_held(&self, topic: &str, partition: i32, held: &[HeldRecord]) -> Vec<StoredHeld> {
+    pub(crate) fn store_held(
+        &self,
+        topic: &str,
+        partition: i32,
+        held: &[HeldRecord],
+    ) -> Vec<StoredHeld> {
         held.iter()
             .map(|h| {
                 let payload = match &self.keys {
@@ -150,7 +172,11 @@ impl CommitLog {
             .collect()
     }
 
-    fn open_held(&self, path: &Path, record: &CommitRecord) -> Result<Vec<HeldRecord>, StoreError> {
+    pub(crate) fn open_held(
+        &self,
+        path: &Path,
+        record: &CommitRecord,
+    ) -> Result<Vec<HeldRecord>, StoreError> {
         let corrupt = |detail: String| StoreError::CorruptCommit {
             path: path.to_owned(),
             detail,
@@ -186,8 +212,13 @@ impl CommitLog {
             .collect()
     }
 
+    /// The local data folder (empty for an object store).
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    pub(crate) fn writer(&self) -> &str {
+        &self.writer
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -231,6 +262,9 @@ impl CommitLog {
     /// Finishes the latest commit of a partition (if a crash interrupted its renames) and
     /// returns the last offset that is durably handled.
     pub fn recover(&self, topic: &str, partition: i32) -> Result<PartitionState, StoreError> {
+        if let Some(o) = &self.object {
+            return self.recover_object(o, topic, partition);
+        }
         let records = self.records(topic, partition)?;
         let Some((_, path)) = records.iter().next_back() else {
             return Ok(PartitionState {
@@ -293,6 +327,9 @@ impl CommitLog {
         held: &[HeldRecord],
         options: WriteOptions,
     ) -> Result<CommitRecord, StoreError> {
+        if let Some(o) = &self.object {
+            return self.commit_object(o, topic, partition, prev_last, last, months, held, options);
+        }
         let first = prev_last + 1;
         let mut files = Vec::new();
         let staging_dir = self.data.join(STAGING_DIR).join(&self.writer);

@@ -27,6 +27,13 @@ pub enum StoreError {
     Schema { path: PathBuf, detail: String },
     #[error("{path}: damaged commit record: {detail}")]
     CorruptCommit { path: PathBuf, detail: String },
+    #[error("{path}: object store: {source}")]
+    Object {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("{url}: {detail}")]
+    Location { url: String, detail: String },
     /// Another writer committed this offset range first: this writer's view is stale.
     #[error(
         "partition {topic}/{partition}: offsets from {start} were committed by another writer"

@@ -6,17 +6,25 @@
 //!   file appears here only by atomic rename after it was fsynced.
 //! - `_staging/<writer>/...`: files being written; never read by anyone but recovery.
 //! - `_ingest/<topic>/<partition>/<first>.json`: the commit log (see [`commit`]).
+//!
+//! The same layout under an object store prefix (`--data s3://bucket/prefix`, see
+//! [`Location`]), where files appear by server-side copy after the commit point instead of by
+//! rename (see [`commit_object`]).
 
 pub mod commit;
+pub mod commit_object;
 mod error;
+mod location;
 mod parquet_io;
 
 pub use commit::{CommitLog, CommitRecord, HeldRecord, PartitionState, StoredHeld};
 pub use error::StoreError;
 pub use evn_keys::Keyring;
+pub use location::{Listed, Location, ObjectData};
+pub use object_store::{Error as ObjectError, PutMode};
 pub use parquet_io::{
-    list_month_files, read_file, read_file_with, read_month, read_month_with, schema, write_file,
-    Provenance, StoredCall, WriteOptions,
+    encode_file, list_month_files, read_bytes_with, read_file, read_file_with, read_month,
+    read_month_with, schema, write_file, Provenance, StoredCall, WriteOptions,
 };
 
 use std::path::{Path, PathBuf};

@@ -214,6 +214,29 @@ pub fn write_file(
     rows: &[StoredCall],
     options: WriteOptions,
 ) -> Result<u64, StoreError> {
+    let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
+    let file = write_to(path, file, rows, options)?;
+    file.sync_all().map_err(|e| StoreError::io(path, e))?;
+    let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+    Ok(len)
+}
+
+/// The bytes of the Parquet file [`write_file`] would write, for an object store PUT; `name`
+/// is for error messages only.
+pub fn encode_file(
+    name: &Path,
+    rows: &[StoredCall],
+    options: WriteOptions,
+) -> Result<Vec<u8>, StoreError> {
+    write_to(name, Vec::new(), rows, options)
+}
+
+fn write_to<W: std::io::Write + Send>(
+    path: &Path,
+    sink: W,
+    rows: &[StoredCall],
+    options: WriteOptions,
+) -> Result<W, StoreError> {
     let batch = to_batch(rows).map_err(|source| StoreError::Arrow {
         path: path.to_owned(),
         source,
@@ -232,13 +255,9 @@ pub fn write_file(
         props = props.with_file_encryption_properties(encryption(keys).map_err(pq)?);
     }
     let props = props.build();
-    let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
+    let mut writer = ArrowWriter::try_new(sink, schema(), Some(props)).map_err(pq)?;
     writer.write(&batch).map_err(pq)?;
-    let file = writer.into_inner().map_err(pq)?;
-    file.sync_all().map_err(|e| StoreError::io(path, e))?;
-    let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
-    Ok(len)
+    writer.into_inner().map_err(pq)
 }
 
 /// The visible Parquet files of one month, sorted by name (so reads are deterministic).
@@ -293,6 +312,29 @@ pub fn read_file_with(
     sink: &mut dyn FnMut(StoredCall),
 ) -> Result<(), StoreError> {
     let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let encrypted = has_encrypted_footer(&mut file);
+    read_from(path, file, encrypted, keys, sink)
+}
+
+/// Streams the rows of a whole Parquet file held in memory (an object store GET) to `sink`,
+/// like [`read_file_with`]; `name` is for error messages only.
+pub fn read_bytes_with(
+    name: &Path,
+    bytes: bytes::Bytes,
+    keys: Option<&Arc<Keyring>>,
+    sink: &mut dyn FnMut(StoredCall),
+) -> Result<(), StoreError> {
+    let encrypted = bytes.ends_with(b"PARE");
+    read_from(name, bytes, encrypted, keys, sink)
+}
+
+fn read_from<R: parquet::file::reader::ChunkReader + 'static>(
+    path: &Path,
+    reader: R,
+    encrypted_footer: bool,
+    keys: Option<&Arc<Keyring>>,
+    sink: &mut dyn FnMut(StoredCall),
+) -> Result<(), StoreError> {
     let pq = |source| StoreError::Parquet {
         path: path.to_owned(),
         source,
@@ -306,14 +348,14 @@ pub fn read_file_with(
                     .map_err(pq)?;
             options = options.with_file_decryption_properties(props);
         }
-        None if has_encrypted_footer(&mut file) => {
+        None if encrypted_footer => {
             return Err(StoreError::Encrypted {
                 path: path.to_owned(),
             })
         }
         None => {}
     }
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(reader, options)
         .map_err(pq)?
         .build()
         .map_err(pq)?;

@@ -1,0 +1,429 @@
+//! Where stored data lives (`--data`): a local folder (the default, INTERFACES §3), or an object
+//! store named by a URL: `s3://bucket/prefix` (S3 or an S3-compatible store such as MinIO or R2),
+//! `file:///abs/path` (a local folder through the object store protocol: for tests and for
+//! checking the protocol without S3) and `memory://name/prefix` (in this process only: tests).
+//!
+//! The layout under an object store prefix is the local one: `cdrs/billing_month=YYYY-MM/`,
+//! `_staging/<writer>/` and `_ingest/<topic>/<partition>/`; only the commit protocol differs
+//! (no rename, see [`crate::commit`]). The object store API is async; the store's callers are
+//! not (ingest calls it in `block_in_place`, billing from rayon), so every call is run on one
+//! process-wide IO runtime and awaited from the calling thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::{Path as ObjPath, PathPart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use evn_keys::Keyring;
+use evn_rating::BillingMonth;
+
+use crate::{StoreError, StoredCall, CDRS_DIR};
+
+/// `--data`: a local folder or an object store URL.
+#[derive(Clone, Debug)]
+pub enum Location {
+    Local(PathBuf),
+    Object(ObjectData),
+}
+
+/// An object store and the prefix under which the data lives.
+#[derive(Clone)]
+pub struct ObjectData {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjPath,
+    /// As given, without a trailing slash: for messages.
+    url: String,
+}
+
+impl fmt::Debug for ObjectData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectData")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// One listed object: its key relative to the prefix and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub modified: DateTime<Utc>,
+}
+
+impl Location {
+    /// A URL (`scheme://…`) names an object store; anything else is a local path, as before.
+    pub fn parse(s: &str) -> Result<Location, StoreError> {
+        if !s.contains("://") {
+            return Ok(Location::Local(PathBuf::from(s)));
+        }
+        ObjectData::open(s).map(Location::Object)
+    }
+
+    pub fn local(&self) -> Option<&Path> {
+        match self {
+            Location::Local(p) => Some(p),
+            Location::Object(_) => None,
+        }
+    }
+
+    /// Months present under `cdrs/`, sorted.
+    pub fn list_months(&self) -> Result<Vec<BillingMonth>, StoreError> {
+        match self {
+            Location::Local(p) => crate::list_months(p),
+            Location::Object(o) => {
+                let mut months: Vec<BillingMonth> = o
+                    .list_dirs(CDRS_DIR)?
+                    .iter()
+                    .filter_map(|d| d.strip_prefix("billing_month=")?.parse().ok())
+                    .collect();
+                months.sort();
+                Ok(months)
+            }
+        }
+    }
+
+    /// The month's folder (local) or prefix (URL), for messages.
+    pub fn month_display(&self, month: BillingMonth) -> PathBuf {
+        match self {
+            Location::Local(p) => crate::month_dir(p, month),
+            Location::Object(o) => PathBuf::from(o.display(&month_key(month))),
+        }
+    }
+
+    /// The visible Parquet files of one month, sorted by name: paths (local) or keys relative
+    /// to the prefix (URL); hand them back to [`Location::read_file_with`].
+    pub fn list_month_files(&self, month: BillingMonth) -> Result<Vec<PathBuf>, StoreError> {
+        match self {
+            Location::Local(p) => crate::list_month_files(p, month),
+            Location::Object(o) => {
+                let dir = month_key(month);
+                let mut files: Vec<PathBuf> = o
+                    .list(&dir)?
+                    .into_iter()
+                    .filter(|l| {
+                        let name = l.key.rsplit('/').next().unwrap_or("");
+                        // Only direct children: `cdrs/billing_month=M/<name>`.
+                        l.key.len() == dir.len() + 1 + name.len()
+                            && name.ends_with(".parquet")
+                            && !name.starts_with('.')
+                            && !name.starts_with('_')
+                    })
+                    .map(|l| PathBuf::from(l.key))
+                    .collect();
+                files.sort();
+                Ok(files)
+            }
+        }
+    }
+
+    /// Streams the rows of a file [`Location::list_month_files`] returned.
+    pub fn read_file_with(
+        &self,
+        file: &Path,
+        keys: Option<&Arc<Keyring>>,
+        sink: &mut dyn FnMut(StoredCall),
+    ) -> Result<(), StoreError> {
+        match self {
+            Location::Local(_) => crate::read_file_with(file, keys, sink),
+            Location::Object(o) => {
+                let key = file.to_string_lossy();
+                let bytes = o.get(&key)?.ok_or_else(|| StoreError::Object {
+                    path: o.display(&key),
+                    source: object_store::Error::NotFound {
+                        path: key.to_string(),
+                        source: "listed but gone (deleted by retention?)".into(),
+                    },
+                })?;
+                crate::read_bytes_with(Path::new(&o.display(&key)), bytes, keys, sink)
+            }
+        }
+    }
+
+    /// Every stored call of a month, decrypting with `keys` where a file is encrypted.
+    pub fn read_month_with(
+        &self,
+        month: BillingMonth,
+        keys: Option<&Arc<Keyring>>,
+    ) -> Result<Vec<StoredCall>, StoreError> {
+        let mut rows = Vec::new();
+        for file in self.list_month_files(month)? {
+            self.read_file_with(&file, keys, &mut |c| rows.push(c))?;
+        }
+        Ok(rows)
+    }
+}
+
+impl FromStr for Location {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Location::parse(s)
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(p: PathBuf) -> Self {
+        Location::Local(p)
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(p: &Path) -> Self {
+        Location::Local(p.to_owned())
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::Object(o) => f.write_str(&o.url),
+        }
+    }
+}
+
+fn month_key(month: BillingMonth) -> String {
+    format!("{CDRS_DIR}/billing_month={month}")
+}
+
+/// Runs object store IO on one process-wide runtime and waits for it on the calling thread,
+/// whether that thread is a tokio worker in `block_in_place`, a rayon thread or a plain test.
+/// The runtime is never dropped (dropping one inside async code panics).
+fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("evn-object-io")
+            .enable_all()
+            .build()
+            .expect("object store IO runtime")
+    });
+    match futures::executor::block_on(runtime.spawn(future)) {
+        Ok(out) => out,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// `memory://NAME` stores live as long as the process, shared by every open of the same NAME.
+fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    let mut stores = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("memory store registry");
+    Arc::clone(
+        stores
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(object_store::memory::InMemory::new())),
+    )
+}
+
+impl ObjectData {
+    /// Opens `s3://bucket/prefix` (credentials and endpoint from the usual `AWS_*` variables:
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+    /// `AWS_ENDPOINT` for an S3-compatible store, `AWS_ALLOW_HTTP=true` for a plain-HTTP one),
+    /// `file:///path` or `memory://name/prefix`.
+    pub fn open(url: &str) -> Result<ObjectData, StoreError> {
+        let bad = |detail: String| StoreError::Location {
+            url: url.to_owned(),
+            detail,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL: {e}")))?;
+        let trimmed = url.trim_end_matches('/').to_owned();
+        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match parsed.scheme() {
+            "memory" => (
+                memory_store(parsed.host_str().unwrap_or("")),
+                parsed.path(),
+            ),
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|()| bad("not an absolute local path".into()))?;
+                std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| bad(e.to_string()))?
+                    .with_fsync(true);
+                (Arc::new(fs), "")
+            }
+            "s3" | "s3a" => {
+                // reqwest is built without a TLS provider of its own: use the workspace's (ring).
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                (Arc::new(s3), parsed.path())
+            }
+            other => {
+                return Err(bad(format!(
+                    "storage scheme `{other}` is not supported: use a local path, s3://bucket/prefix, file:///path or memory://name"
+                )))
+            }
+        };
+        Ok(ObjectData {
+            store,
+            prefix: key_path(&ObjPath::default(), prefix),
+            url: trimmed,
+        })
+    }
+
+    /// An object store opened elsewhere (tests), with `prefix` under it.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> ObjectData {
+        ObjectData {
+            store,
+            prefix: key_path(&ObjPath::default(), prefix),
+            url: url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `url/key`, for messages.
+    pub fn display(&self, key: &str) -> String {
+        format!("{}/{}", self.url, key)
+    }
+
+    fn path(&self, key: &str) -> ObjPath {
+        key_path(&self.prefix, key)
+    }
+
+    fn err(&self, key: &str, source: object_store::Error) -> StoreError {
+        StoreError::Object {
+            path: self.display(key),
+            source,
+        }
+    }
+
+    /// The object's bytes, or None if there is none.
+    pub fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let (store, path) = (Arc::clone(&self.store), self.path(key));
+        let got = block_on(async move {
+            match store.get(&path).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            }
+        });
+        match got {
+            Ok(b) => Ok(Some(b)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    /// Writes an object whole. With [`PutMode::Create`] the write is exclusive: an existing
+    /// object makes it fail with `object_store::Error::AlreadyExists` (S3: `If-None-Match: *`).
+    pub fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        self.put_raw(key, bytes, mode).map_err(|e| self.err(key, e))
+    }
+
+    pub(crate) fn put_raw(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<(), object_store::Error> {
+        let (store, path) = (Arc::clone(&self.store), self.path(key));
+        block_on(async move {
+            let opts = PutOptions {
+                mode,
+                ..PutOptions::default()
+            };
+            store.put_opts(&path, PutPayload::from(bytes), opts).await
+        })
+        .map(|_| ())
+    }
+
+    /// Server-side copy; Ok(false) if `from` does not exist.
+    pub fn copy(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        let (store, src, dst) = (Arc::clone(&self.store), self.path(from), self.path(to));
+        match block_on(async move { store.copy(&src, &dst).await }) {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(from, e)),
+        }
+    }
+
+    pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let (store, path) = (Arc::clone(&self.store), self.path(key));
+        match block_on(async move { store.head(&path).await }) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let (store, path) = (Arc::clone(&self.store), self.path(key));
+        match block_on(async move { store.delete(&path).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    /// Every object under `dir` (recursively), keys relative to the prefix.
+    pub fn list(&self, dir: &str) -> Result<Vec<Listed>, StoreError> {
+        let (store, path) = (Arc::clone(&self.store), self.path(dir));
+        let metas = block_on(async move {
+            store
+                .list(Some(&path))
+                .try_collect::<Vec<object_store::ObjectMeta>>()
+                .await
+        })
+        .map_err(|e| self.err(dir, e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                Some(Listed {
+                    key: self.relative(&m.location)?,
+                    modified: m.last_modified,
+                })
+            })
+            .collect())
+    }
+
+    /// The names of the "folders" directly under `dir`.
+    pub fn list_dirs(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let (store, path) = (Arc::clone(&self.store), self.path(dir));
+        let result = block_on(async move { store.list_with_delimiter(Some(&path)).await })
+            .map_err(|e| self.err(dir, e))?;
+        Ok(result
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect())
+    }
+
+    fn relative(&self, location: &ObjPath) -> Option<String> {
+        let parts: Vec<String> = location
+            .prefix_match(&self.prefix)?
+            .map(|p| p.as_ref().to_owned())
+            .collect();
+        Some(parts.join("/"))
+    }
+}
+
+/// `base` + the `/`-separated parts of `key` (empty parts dropped).
+fn key_path(base: &ObjPath, key: &str) -> ObjPath {
+    base.parts()
+        .chain(
+            key.split('/')
+                .filter(|p| !p.is_empty())
+                .map(|p| PathPart::from(p.to_owned())),
+        )
+        .collect()
+}

@@ -1,0 +1,226 @@
+//! Issue #9, object storage: `--data` and `--out` as URLs. `file://` goes through the object
+//! store protocol (no rename: conditional PUT of the commit record, copy after the commit
+//! point) on a local folder, so separate processes share it as they would share a bucket.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// Every stored (switch_id, cdr_id) read through the object store, with how often.
+fn stored_ids_at(url: &str) -> BTreeMap<(String, String), usize> {
+    let location = evn_store::Location::parse(url).unwrap();
+    let mut ids = BTreeMap::new();
+    for month in location.list_months().unwrap() {
+        for row in location.read_month_with(month, None).unwrap() {
+            assert_eq!(row.call.billing_month, month);
+            *ids.entry((row.call.switch_id, row.call.cdr_id))
+                .or_default() += 1;
+        }
+    }
+    ids
+}
+
+fn ingest_url(broker: &Broker, topic: &str, url: &str, idle: &str) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "ingest",
+        "--brokers",
+        &broker.addr,
+        "--topic",
+        topic,
+        "--group",
+        "g",
+        "--config",
+        config_dir().to_str().unwrap(),
+        "--data",
+        url,
+        "--exit-when-idle",
+        idle,
+        "--flush-interval-secs",
+        "1",
+    ])
+    .env("EVN_LOG", "warn")
+    .env_remove("EVN_DATA_KEY_FILE");
+    cmd
+}
+
+#[test]
+fn issue_9_ingest_to_a_file_url_killed_twice_stores_exactly_once() {
+    const N: usize = 40_000;
+    let (broker, _dir, data) = backlog("objcrash", N, "o-");
+    let url = file_url(&data);
+    for round in 0..2 {
+        let mut child = ingest_url(&broker, "objcrash", &url, "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500 + 500 * round));
+        child.kill().unwrap(); // SIGKILL: between or inside commits
+        child.wait().unwrap();
+    }
+    // Longer than the session timeout: the killed member's partitions come back to this one.
+    let out = ingest_url(&broker, "objcrash", &url, "12")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = stored_ids_at(&url);
+    assert_eq!(ids.len(), N, "every produced CDR is stored");
+    assert!(ids.values().all(|n| *n == 1), "no CDR is stored twice");
+    // The layout is the local one: a local reader of the same folder sees the same rows.
+    assert_eq!(stored_ids(&data), ids);
+    // Commit records were written by conditional PUT, one per first offset.
+    assert!(data.join("_ingest/objcrash").is_dir());
+}
+
+#[test]
+fn issue_9_bill_from_and_to_a_file_url_matches_a_local_run() {
+    let (broker, dir, data) = backlog("objbill", 2_000, "b-");
+    let url = file_url(&data);
+    let out = ingest_url(&broker, "objbill", &url, "2").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = config_dir();
+    let bill = |data: &str, out: &str| {
+        evn_env(
+            &[
+                "bill",
+                "--config",
+                config.to_str().unwrap(),
+                "--data",
+                data,
+                "--month",
+                "2026-11",
+                "--out",
+                out,
+            ],
+            &[],
+            &["EVN_DATA_KEY_FILE"],
+        )
+    };
+    let (remote, local) = (dir.path().join("evn-remote"), dir.path().join("evn-local"));
+    let o = bill(&url, &file_url(&remote));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("manifest: file://"), "{stdout}");
+    let o = bill(data.to_str().unwrap(), local.to_str().unwrap());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same documents under the same names (PDFs and CSVs are reproducible).
+    let files = |root: &Path| -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(root.join("2026-11"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .filter(|(n, _)| n != "manifest.json")
+            .collect()
+    };
+    let (r, l) = (files(&remote), files(&local));
+    assert!(r.contains_key("K1001.v1.pdf"), "{:?}", r.keys());
+    let differ: Vec<&String> = r
+        .keys()
+        .chain(l.keys())
+        .filter(|n| r.get(*n) != l.get(*n))
+        .collect();
+    assert!(differ.is_empty(), "differ: {differ:?}");
+    assert!(remote.join("2026-11/manifest.json").is_file());
+    // A second run over unchanged data uploads no new version.
+    let o = bill(&url, &file_url(&remote));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(files(&remote), r);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(0 new versions"));
+
+    // `evn serve --evn URL` serves the uploaded versions a manifest lists, to their owner only.
+    let secret = "s".repeat(40);
+    let env = [("EVN_PORTAL_SECRET", secret.as_str())];
+    let s = Serve::start(Path::new(&file_url(&remote)), &[], &env);
+    let token = evn_env(&["token", "--customer", "K1001"], &env, &[]);
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let (status, body) = get_with_token(s.addr, "/customers/K1001/evn/2026-11.pdf", &token);
+    assert_eq!(status, 200, "{}", s.log());
+    assert!(
+        body == l["K1001.pdf"],
+        "served bytes differ from the local run's PDF"
+    );
+    let (status, _) = get_with_token(s.addr, "/customers/K1002/evn/2026-11.pdf", &token);
+    assert_eq!(status, 403);
+    let (status, _) = get_with_token(s.addr, "/customers/K1001/evn/2026-10.pdf", &token);
+    assert_eq!(status, 404);
+}
+
+/// A bare HTTP/1.1 GET with a bearer token: status and body (the server sends Content-Length).
+fn get_with_token(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(!head.contains("transfer-encoding: chunked"), "{head}");
+    let status = head[9..12].parse().unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+#[test]
+fn issue_9_commands_without_object_store_support_refuse_a_url() {
+    let config = config_dir();
+    let config = config.to_str().unwrap();
+    for args in [
+        vec!["export", "--customer", "K1001", "--data", "s3://bucket/evn"],
+        vec![
+            "retention",
+            "--config",
+            config,
+            "--data",
+            "s3://bucket/evn",
+            "--evn",
+            "/tmp/evn",
+        ],
+        vec![
+            "erase",
+            "--customer",
+            "K1001",
+            "--config",
+            config,
+            "--data",
+            "/tmp/data",
+            "--evn",
+            "s3://bucket/out",
+        ],
+    ] {
+        let o = evn_env(&args, &[], &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("local folder only"), "{args:?}: {stderr}");
+    }
+    // An unknown scheme is a usage error too, not a relative path.
+    let o = evn(&[
+        "bill", "--config", config, "--data", "gs://b/p", "--month", "2026-11", "--out", "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported"));
+}

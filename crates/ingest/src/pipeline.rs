@@ -336,9 +336,13 @@ impl State {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "50")
             // Bounded memory: librdkafka's defaults prefetch up to 64 MiB (and 50 MiB a
-            // fetch); 8 MiB of queued records is still ~25,000 CDRs ahead of the loop.
+            // fetch); 8 MiB of queued records is still ~25,000 CDRs ahead of the loop. A
+            // partition whose queue is full is fetched again after fetch.queue.backoff.ms,
+            // by default 1 s: with a small queue that stalled the loop (36k CDRs/s, half of
+            // the default queue's rate).
             .set("queued.max.messages.kbytes", "8192")
             .set("fetch.max.bytes", "8388608")
+            .set("fetch.queue.backoff.ms", "5")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("reconnect.backoff.max.ms", "2000");

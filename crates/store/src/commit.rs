@@ -19,7 +19,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use evn_rating::BillingMonth;
@@ -182,9 +181,8 @@ impl CommitLog {
             fs::create_dir_all(&final_dir).map_err(|e| StoreError::io(&final_dir, e))?;
             jobs.push((month, rows, staged, final_dir));
         }
-        // The months' files are independent: encoded (and fsynced) in parallel.
         let written: Vec<Result<u64, StoreError>> = jobs
-            .par_iter()
+            .iter()
             .map(|(_, rows, staged, _)| write_file(staged, rows, options.clone()))
             .collect();
         if let Some(i) = written.iter().position(Result::is_err) {

@@ -804,11 +804,11 @@ pub fn run_at(
     let total = selected.len();
     opts.metrics.planned(total, scan.rows_read);
     let done_count = AtomicUsize::new(0);
-    // What the run keeps per customer, allocated on this thread: the report, and the
-    // serialised manifest entry appended to one buffer.
+    // What the run keeps per customer, allocated on this thread: the report, and where its
+    // serialised manifest entry went in a temporary file (the entries of 200,000 customers
+    // are ~180 MB as JSON, ~400 MB as live values: never all in memory).
     let mut reports: Vec<CustomerReport> = Vec::with_capacity(total);
-    let mut entries: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-    let mut entry_bytes: Vec<u8> = Vec::new();
+    let mut entries = manifest::EntryFile::new(&dir)?;
     let mut duplicates = 0;
     let billed = holder.batches(&selected, &scan.counts, |batch| {
         let mut batch = batch.into_iter();
@@ -861,9 +861,7 @@ pub fn run_at(
             output::publish(&dir, publications)?;
             for d in done {
                 if let Some(json) = d.entry {
-                    let start = entry_bytes.len();
-                    entry_bytes.extend_from_slice(&json);
-                    entries.push((reports.len(), start..entry_bytes.len()));
+                    entries.push(reports.len(), &json)?;
                 }
                 duplicates += d.duplicates;
                 opts.metrics.published(
@@ -887,42 +885,56 @@ pub fn run_at(
     let versions_moved = own.as_ref().is_none_or(|m| {
         m.config_version != config.version || m.counselling_version != config.counselling.version
     });
-    let mut customers: BTreeMap<String, CustomerEntry> =
-        own.map(|m| m.customers).unwrap_or_default();
+    // The new manifest's customers, in order, and where each entry comes from: this run's
+    // entries (read back one at a time while the manifest is written), else the manifest's
+    // own, else (an unchanged customer recorded in another manifest, the shard layout
+    // changed) the newest one elsewhere.
+    let own_customers = own.map(|m| m.customers).unwrap_or_default();
+    let mut customers: BTreeMap<&str, manifest::EntrySource<'_>> = own_customers
+        .iter()
+        .map(|(id, e)| (id.as_str(), manifest::EntrySource::Kept(e)))
+        .collect();
     let mut changed = false;
-    for (i, span) in &entries {
-        let entry: CustomerEntry =
-            serde_json::from_slice(&entry_bytes[span.clone()]).expect("serialised above");
-        customers.insert(reports[*i].customer_id.clone(), entry);
+    let written = entries.finish()?;
+    for (i, at) in written.index() {
+        customers.insert(
+            reports[i].customer_id.as_str(),
+            manifest::EntrySource::New(at),
+        );
         changed = true;
     }
-    drop(entry_bytes);
     for r in &reports {
-        if !customers.contains_key(&r.customer_id) {
-            // Unchanged, but recorded in another manifest (shard layout changed): copy it here.
+        if !customers.contains_key(r.customer_id.as_str()) {
             if let Some(entry) = history.get(&r.customer_id) {
-                customers.insert(r.customer_id.clone(), entry.clone());
+                customers.insert(&r.customer_id, manifest::EntrySource::Kept(entry));
                 changed = true;
             }
         }
     }
-    drop(history);
     let manifest_written = changed || versions_moved;
     if manifest_written {
-        let manifest = Manifest {
-            month: month.to_string(),
-            config_version: config.version.clone(),
-            counselling_version: config.counselling.version.clone(),
-            generated_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        let generated_at = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let month_name = month.to_string();
+        let manifest = manifest::ManifestOut {
+            month: &month_name,
+            config_version: &config.version,
+            counselling_version: &config.counselling.version,
+            generated_at: &generated_at,
             run_ms: started.elapsed().as_millis() as u64,
             shard: opts.shard.map(|s| format!("{}/{}", s.index, s.count)),
-            customers,
+            customers: manifest::CustomersOut {
+                entries: &customers,
+                file: &written,
+            },
         };
         output::write_atomic(&dir, &manifest_name, |w| {
             serde_json::to_writer_pretty(w, &manifest).map_err(std::io::Error::other)
         })?;
         output::sync_dir(&dir)?;
     }
+    drop(customers);
+    drop(own_customers);
+    drop(history);
     billed?;
 
     reports.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));

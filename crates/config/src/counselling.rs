@@ -2,7 +2,7 @@
 //! whose calls must never be recognisable in an EVN. Numbers are normalised on load, so a listed
 //! `0800 111 0 111` matches a CDR's `+498001110111`.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -11,9 +11,9 @@ use crate::ConfigError;
 
 #[derive(Debug, Clone, Default)]
 pub struct CounsellingList {
-    numbers: HashSet<String>,
+    numbers: FxHashSet<String>,
     /// Same numbers with their last three digits masked as `xxx`, to recognise shortened rows.
-    masked: HashSet<String>,
+    masked: FxHashSet<String>,
     /// `<declared>+sha256:<digest>`: what an EVN records as the list version it used.
     pub version: String,
 }
@@ -45,6 +45,16 @@ pub fn normalise_number(raw: &str) -> Option<String> {
     })
 }
 
+/// Whether [`normalise_number`] would return `number` unchanged: E.164 (`+` and digits) or a
+/// short code (digits, no leading `0`). Ingest checks every stored call's number, nearly always
+/// E.164: no need to normalise (three allocations) what is normal already.
+fn is_normalised(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (number.starts_with('+') || !digits.starts_with('0'))
+}
+
 /// Masks the last three digits as `xxx` (the EVN shortening rule).
 pub(crate) fn mask(number: &str) -> String {
     let keep = number.len().saturating_sub(3);
@@ -64,7 +74,8 @@ impl CounsellingList {
                     .is_some_and(|n| self.masked.contains(&mask(&format!("{n}000"))));
         }
         self.numbers.contains(number)
-            || normalise_number(number).is_some_and(|n| self.numbers.contains(&n))
+            || (!is_normalised(number)
+                && normalise_number(number).is_some_and(|n| self.numbers.contains(&n)))
     }
 
     pub fn len(&self) -> usize {
@@ -77,7 +88,7 @@ impl CounsellingList {
 
     /// Builds a list from numbers in any notation (tests, benchmarks).
     pub fn from_numbers<'a>(numbers: impl IntoIterator<Item = &'a str>, version: &str) -> Self {
-        let numbers: HashSet<String> = numbers.into_iter().filter_map(normalise_number).collect();
+        let numbers: FxHashSet<String> = numbers.into_iter().filter_map(normalise_number).collect();
         let masked = numbers.iter().map(|n| mask(n)).collect();
         CounsellingList {
             numbers,
@@ -131,6 +142,30 @@ mod tests {
             "# version: 2026-Q4\n0800 111 0 111  # TelefonSeelsorge\n116 123\n+49 30 1234567\n",
         )
         .unwrap()
+    }
+
+    /// The shortcut is taken exactly where normalising would change nothing.
+    #[test]
+    fn normalised_numbers_are_recognised_without_normalising() {
+        for n in [
+            "+498001110111",
+            "116123",
+            "08001110111",
+            "0049301234",
+            "+",
+            "",
+            "+49 30 1",
+            "+49a",
+            "0",
+            "7",
+            "+0",
+        ] {
+            assert_eq!(
+                is_normalised(n),
+                normalise_number(n).as_deref() == Some(n),
+                "{n:?}"
+            );
+        }
     }
 
     #[test]

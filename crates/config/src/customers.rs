@@ -1,6 +1,8 @@
 //! `customers.csv`: one row per customer and change; the row in force at a date applies.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
@@ -40,7 +42,8 @@ pub enum Lookup {
 #[derive(Debug, Clone, Default)]
 pub struct CustomerDirectory {
     /// Rows per customer, sorted by `valid_from`.
-    by_id: HashMap<String, Vec<CustomerRow>>,
+    /// Fx: looked up for every CDR ingest classifies (ids are the operator's, not hostile).
+    by_id: FxHashMap<String, Vec<CustomerRow>>,
 }
 
 impl CustomerDirectory {
@@ -75,7 +78,7 @@ impl CustomerDirectory {
 
     /// Builds a directory from rows already validated elsewhere (tests, benchmarks).
     pub fn from_rows(rows: Vec<CustomerRow>) -> Self {
-        let mut by_id: HashMap<String, Vec<CustomerRow>> = HashMap::new();
+        let mut by_id: FxHashMap<String, Vec<CustomerRow>> = FxHashMap::default();
         for row in rows {
             by_id.entry(row.customer_id.clone()).or_default().push(row);
         }

@@ -1,6 +1,8 @@
 //! `tariffs.toml`: zones by number prefix, and plans with flatrates, prices and increments.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -102,7 +104,8 @@ pub struct Plan {
 /// flatrate does not cover.
 #[derive(Debug, Clone)]
 pub struct Tariffs {
-    prefixes: HashMap<String, ZoneId>,
+    /// Fx: up to `longest_prefix + 1` lookups for every CDR ingest rates.
+    prefixes: FxHashMap<String, ZoneId>,
     longest_prefix: usize,
     pub zones: BTreeMap<ZoneId, Vec<String>>,
     pub zone_labels: BTreeMap<ZoneId, String>,
@@ -131,7 +134,7 @@ impl Tariffs {
             ConfigError::at_offset(path, text, span.start, msg)
         };
 
-        let mut prefixes: HashMap<String, ZoneId> = HashMap::new();
+        let mut prefixes: FxHashMap<String, ZoneId> = FxHashMap::default();
         let mut zones = BTreeMap::new();
         for (zone, list) in &raw.zones {
             if !valid_id(zone) {

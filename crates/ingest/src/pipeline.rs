@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -15,7 +16,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use evn_config::Source;
 use evn_config::{Config, SourceFormat};
 use evn_metrics::Health;
-use evn_rating::{classify, BillingMonth, Outcome};
+use evn_rating::{classify, BillingMonth, Outcome, RatedCall};
 use evn_sources::kamailio::{self, Kamailio};
 use evn_sources::{Converted, SourceError};
 use evn_store::{
@@ -34,6 +35,18 @@ pub const DEFAULT_MAX_ROWS_PER_COMMIT: usize = 200_000;
 pub const DEFAULT_MAX_OPEN_MONTHS: usize = 4;
 /// Rows buffered over all partitions; beyond it the largest buffer is committed (bounded memory).
 pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 400_000;
+/// Bytes of buffered rows over all partitions (estimated: the row and its strings); beyond it
+/// the largest buffer is committed. A row of the benchmark's CDRs is ~500 bytes, so this is
+/// ~100,000 rows: with a backlog over many months, every partition buffer holds several open
+/// months and the row limit alone let ingest grow past 400 MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 48 << 20;
+
+/// Records handled as one batch at most: what the consumer has ready is taken up to this many,
+/// prepared in parallel, then applied in order.
+const BATCH: usize = 2048;
+/// Below this many records a batch is prepared on the loop's own thread alone (starting a
+/// helper thread would cost more than it saves).
+const PARALLEL_MIN: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -49,6 +62,7 @@ pub struct IngestOptions {
     pub max_rows_per_commit: usize,
     pub max_open_months: usize,
     pub max_buffered_rows: usize,
+    pub max_buffered_bytes: usize,
     /// Extra librdkafka settings (`security.protocol`, `sasl.*` …) for a real cluster.
     pub kafka_options: Vec<(String, String)>,
     /// Encrypt what is written (and read what was) with these data keys.
@@ -72,6 +86,7 @@ impl IngestOptions {
             max_rows_per_commit: DEFAULT_MAX_ROWS_PER_COMMIT,
             max_open_months: DEFAULT_MAX_OPEN_MONTHS,
             max_buffered_rows: DEFAULT_MAX_BUFFERED_ROWS,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             kafka_options: Vec::new(),
             keys: None,
             metrics: Metrics::default(),
@@ -150,7 +165,28 @@ struct Buffer {
     dead_letters: Vec<DeliveryFuture>,
     counts: Summary,
     rows: usize,
+    /// Estimated memory of the rows (see [`row_bytes`]).
+    bytes: usize,
     since: Option<Instant>,
+}
+
+/// Memory a buffered row holds, estimated: the row itself and its strings.
+fn row_bytes(row: &StoredCall) -> usize {
+    let c = &row.call;
+    std::mem::size_of::<StoredCall>()
+        + [
+            &c.cdr_id,
+            &c.switch_id,
+            &c.customer_id,
+            &c.calling_number,
+            &c.called_number,
+            &c.zone,
+            &c.plan,
+            &row.source_topic,
+        ]
+        .iter()
+        .map(|s| s.capacity())
+        .sum::<usize>()
 }
 
 struct Partition {
@@ -159,6 +195,84 @@ struct Partition {
     /// Call starts waiting for their end; committed with the buffer. A dropped buffer always
     /// comes with a revoked partition or a reload from the commit log, so this needs no undo.
     held: Held,
+}
+
+/// What a record is, decided from its bytes and the configuration alone: converted first if
+/// its topic has another format (sources.toml), then parsed and classified. No state is read
+/// or changed, so a batch of records can be prepared in parallel; [`State::apply`] does the
+/// rest (replays, dedup, buffers, dead letters) one record after the other, in offset order.
+enum Prepared {
+    Store {
+        call: Box<RatedCall>,
+        /// Source format and original record id of a converted record.
+        provenance: Option<Provenance>,
+    },
+    /// A counted skip: its reason code.
+    Skip(&'static str),
+    DeadLetter {
+        reason: &'static str,
+        detail: String,
+    },
+    /// Its outcome depends on earlier records of its partition (a Kamailio call start waits for
+    /// its end): decided by [`State::apply`] in order.
+    Stateful,
+}
+
+fn prepare(config: &Config, topic: &str, offset: i64, payload: &[u8]) -> Prepared {
+    // Topics of other formats are converted first (sources.toml); from there on a record
+    // is a canonical CDR like any other.
+    let source = config
+        .sources
+        .get(topic)
+        .filter(|s| s.format != SourceFormat::CanonicalJson);
+    if source.is_some_and(|s| s.format == SourceFormat::KamailioJson) {
+        return Prepared::Stateful;
+    }
+    let (cdr, provenance) = match source {
+        None => match evn_cdr::parse(payload) {
+            Ok(cdr) => (cdr, None),
+            Err(rejection) => {
+                return Prepared::DeadLetter {
+                    reason: rejection.code(),
+                    detail: rejection.to_string(),
+                }
+            }
+        },
+        Some(source) => match evn_sources::convert(source, &config.numbers, payload) {
+            Ok(Converted::Call(call)) => {
+                if call.repaired {
+                    tracing::debug!(
+                        topic,
+                        offset,
+                        "invalid UTF-8 repaired in a field that is not billed"
+                    );
+                }
+                let call = *call;
+                (
+                    call.cdr,
+                    Some(Provenance {
+                        format: source.format.as_str().to_owned(),
+                        record_id: call.record_id,
+                    }),
+                )
+            }
+            Ok(Converted::Skip(skip)) => return Prepared::Skip(skip.code()),
+            Err(e) => {
+                return Prepared::DeadLetter {
+                    reason: e.code(),
+                    detail: e.to_string(),
+                }
+            }
+        },
+    };
+    match classify(&cdr, config) {
+        Outcome::Skip(skip) => Prepared::Skip(skip.code()),
+        Outcome::Reject(u) => Prepared::DeadLetter {
+            reason: u.code(),
+            detail: u.to_string(),
+        },
+        Outcome::Store(call) => Prepared::Store { call, provenance },
+    }
 }
 
 struct State {
@@ -170,6 +284,7 @@ struct State {
     dlq: FutureProducer,
     total: Summary,
     buffered_rows: usize,
+    buffered_bytes: usize,
     /// Between a revocation (or the start) and the next assignment: the group is rebalancing,
     /// so "every assigned partition is at its end" means nothing yet.
     awaiting_assignment: bool,
@@ -228,6 +343,7 @@ impl State {
             dlq,
             total: Summary::default(),
             buffered_rows: 0,
+            buffered_bytes: 0,
             awaiting_assignment: true,
         })
     }
@@ -240,6 +356,14 @@ impl State {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "50")
+            // Bounded memory: librdkafka's defaults prefetch up to 64 MiB (and 50 MiB a
+            // fetch); 8 MiB of queued records is still ~25,000 CDRs ahead of the loop. A
+            // partition whose queue is full is fetched again after fetch.queue.backoff.ms,
+            // by default 1 s: with a small queue that stalled the loop (36k CDRs/s, half of
+            // the default queue's rate).
+            .set("queued.max.messages.kbytes", "8192")
+            .set("fetch.max.bytes", "8388608")
+            .set("fetch.queue.backoff.ms", "5")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("reconnect.backoff.max.ms", "2000");
@@ -275,11 +399,13 @@ impl State {
                         Ok(m) => {
                             last_message = Instant::now();
                             self.opts.health.set_ready(true);
-                            self.handle(&m).await?;
+                            self.handle_received(&consumer, m).await?;
                         }
-                        Err(e) => tracing::warn!(error = %e, "kafka reports a problem; retrying"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "kafka reports a problem; retrying");
+                            self.commit_due(&consumer, false).await?;
+                        }
                     }
-                    self.commit_due(&consumer, false).await?;
                 }
                 _ = tick.tick() => {
                     self.opts.health.beat();
@@ -309,6 +435,37 @@ impl State {
         self.commit_due(&consumer, true).await?;
         self.total.held = self.parts.values().map(|p| p.held.len() as u64).sum();
         Ok(())
+    }
+
+    /// Handles `first` and whatever else the consumer has ready right now (up to [`BATCH`]
+    /// records) as one batch. A rebalance event ends a batch: the records before it are handled
+    /// first, then the events are drained, then the record that came with them, as when
+    /// records were handled one by one.
+    async fn handle_received<'c>(
+        &mut self,
+        consumer: &'c StreamConsumer<Ctx>,
+        first: rdkafka::message::BorrowedMessage<'c>,
+    ) -> Result<(), IngestError> {
+        let mut batch = vec![first];
+        let mut more = consumer.stream();
+        while batch.len() < BATCH {
+            match more.next().now_or_never() {
+                Some(Some(Ok(m))) => {
+                    if events_pending(consumer) {
+                        self.handle_batch(consumer, &batch).await?;
+                        batch.clear();
+                        self.drain_events(consumer)?;
+                    }
+                    batch.push(m);
+                }
+                Some(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "kafka reports a problem; retrying");
+                }
+                Some(None) | None => break,
+            }
+        }
+        // The loop's other arms (ticks, shutdown) get their turn between batches.
+        self.handle_batch(consumer, &batch).await
     }
 
     fn drain_events(&mut self, consumer: &StreamConsumer<Ctx>) -> Result<(), IngestError> {
@@ -353,15 +510,85 @@ impl State {
             self.dedup.forget(month, key);
         }
         self.buffered_rows -= buf.rows;
+        self.buffered_bytes -= buf.bytes;
     }
 
-    async fn handle(
+    /// Handles records received one after the other: [`prepare`]s them in parallel (two threads;
+    /// pure, so the order in which that happens does not matter), then applies them one by
+    /// one in the order received, each followed by [`State::commit_full`].
+    async fn handle_batch(
         &mut self,
-        m: &rdkafka::message::BorrowedMessage<'_>,
+        consumer: &StreamConsumer<Ctx>,
+        batch: &[rdkafka::message::BorrowedMessage<'_>],
     ) -> Result<(), IngestError> {
-        let tp = (m.topic().to_owned(), m.partition());
+        let config = &*self.config;
+        let prepare_all = |part: &[rdkafka::message::BorrowedMessage<'_>]| -> Vec<Prepared> {
+            part.iter()
+                .map(|m| prepare(config, m.topic(), m.offset(), m.payload().unwrap_or(&[])))
+                .collect()
+        };
+        let prepared: Vec<Prepared> = if batch.len() < PARALLEL_MIN {
+            prepare_all(batch)
+        } else {
+            // Half on a helper thread, half here: the loop's thread works too rather than
+            // waiting for a pool (on a busy machine, waiting for the slowest worker of a
+            // pool cost more than the pool saved).
+            let (here, there) = batch.split_at(batch.len() / 2);
+            tokio::task::block_in_place(|| {
+                std::thread::scope(|scope| {
+                    let helper = scope.spawn(|| prepare_all(there));
+                    let mut prepared = prepare_all(here);
+                    prepared.extend(helper.join().expect("prepare does not panic"));
+                    prepared
+                })
+            })
+        };
+        for (m, prepared) in batch.iter().zip(prepared) {
+            let tp = (m.topic().to_owned(), m.partition());
+            self.apply(&tp, m, prepared).await?;
+            self.commit_full(consumer, &tp).await?;
+        }
+        Ok(())
+    }
+
+    /// After a record of `tp`: what [`State::commit_due`] would commit now, checked for the one
+    /// buffer that changed (a full buffer, then the memory caps); buffers due by age are
+    /// committed on the loop's tick (every 500 ms), not checked after every record.
+    async fn commit_full(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        tp: &Tp,
+    ) -> Result<(), IngestError> {
+        let full = self.parts.get(tp).is_some_and(|p| {
+            p.buf.last.is_some()
+                && (p.buf.rows >= self.opts.max_rows_per_commit
+                    || p.buf.months.len() > self.opts.max_open_months)
+        });
+        if full {
+            return self.commit_partition(consumer, tp).await;
+        }
+        if self.buffered_rows > self.opts.max_buffered_rows
+            || self.buffered_bytes > self.opts.max_buffered_bytes
+        {
+            // Bounded memory: the largest buffer goes first.
+            if let Some((largest, _)) = self.parts.iter().max_by_key(|(_, p)| p.buf.rows) {
+                let largest = largest.clone();
+                return self.commit_partition(consumer, &largest).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stateful half of handling a record, in offset order: replay check, dead letter,
+    /// counted skip, or dedup and buffer.
+    async fn apply(
+        &mut self,
+        tp: &Tp,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        prepared: Prepared,
+    ) -> Result<(), IngestError> {
         let offset = m.offset();
-        let Some(part) = self.parts.get_mut(&tp) else {
+        let Some(part) = self.parts.get_mut(tp) else {
             return Ok(()); // revoked meanwhile: the new owner handles it
         };
         let buf = &mut part.buf;
@@ -373,104 +600,106 @@ impl State {
         }
         buf.since.get_or_insert_with(Instant::now);
         buf.last = Some(offset);
-        let payload = m.payload().unwrap_or(&[]);
-        // Topics of other formats are converted first (sources.toml); from there on a record
-        // is a canonical CDR like any other.
+        let (call, provenance, start) = match prepared {
+            Prepared::Skip(code) => {
+                buf.counts.skip(code);
+                return Ok(());
+            }
+            Prepared::DeadLetter { reason, detail } => {
+                let payload = m.payload().unwrap_or(&[]);
+                return self.dead_letter(tp, offset, m.key(), payload, reason, &detail);
+            }
+            Prepared::Store { call, provenance } => (call, provenance, None),
+            Prepared::Stateful => match self.stateful(tp, m)? {
+                Some(call) => call,
+                None => return Ok(()),
+            },
+        };
+        // A Kamailio start folds into its call whether the call is stored or a duplicate.
+        self.fold_start(tp, start);
+        let key = dedup::key(&call.switch_id, &call.cdr_id);
+        let month = call.billing_month;
+        let fresh = tokio::task::block_in_place(|| self.dedup.insert(&self.opts.data, month, key))?;
+        let buf = &mut self.parts.get_mut(tp).expect("present").buf;
+        if !fresh {
+            buf.counts.skip("duplicate");
+            return Ok(());
+        }
+        buf.keys.push((month, key));
+        let row = StoredCall {
+            call: *call,
+            source_topic: tp.0.clone(),
+            source_partition: tp.1,
+            source_offset: offset,
+            provenance,
+        };
+        let bytes = row_bytes(&row);
+        buf.months.entry(month).or_default().push(row);
+        buf.rows += 1;
+        buf.bytes += bytes;
+        buf.counts.store();
+        self.buffered_rows += 1;
+        self.buffered_bytes += bytes;
+        Ok(())
+    }
+
+    /// A record whose outcome depends on its partition's earlier records (Kamailio): converted
+    /// with the partition's held starts, classified; skips and dead letters are counted here.
+    /// Returns the call to store, with its provenance and the start it was made from.
+    #[allow(clippy::type_complexity)]
+    fn stateful(
+        &mut self,
+        tp: &Tp,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<Option<(Box<RatedCall>, Option<Provenance>, Option<HeldRecord>)>, IngestError> {
+        let (offset, payload) = (m.offset(), m.payload().unwrap_or(&[]));
         let config = Arc::clone(&self.config);
         let source = config
             .sources
             .get(&tp.0)
-            .filter(|s| s.format != SourceFormat::CanonicalJson);
-        let (cdr, provenance, start) = match source {
-            None => match evn_cdr::parse(payload) {
-                Ok(cdr) => (cdr, None, None),
-                Err(rejection) => {
-                    let reason = rejection.code();
-                    let detail = rejection.to_string();
-                    return self.dead_letter(&tp, offset, m.key(), payload, reason, &detail);
-                }
-            },
-            Some(source) => {
-                let Some((converted, start)) =
-                    self.convert(&tp, offset, m.key(), payload, source)?
-                else {
-                    return Ok(());
-                };
-                match converted {
-                    Ok(Converted::Call(call)) => {
-                        if call.repaired {
-                            tracing::debug!(topic = %tp.0, offset, "invalid UTF-8 repaired in a field that is not billed");
-                        }
-                        let call = *call;
-                        (
-                            call.cdr,
-                            Some(Provenance {
-                                format: source.format.as_str().to_owned(),
-                                record_id: call.record_id,
-                            }),
-                            start,
-                        )
-                    }
-                    Ok(Converted::Skip(skip)) => {
-                        self.fold_start(&tp, start);
-                        self.counts(&tp).skip(skip.code());
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        let detail = e.to_string();
-                        self.dead_letter_start(&tp, start, e.code(), &detail)?;
-                        return self.dead_letter(&tp, offset, m.key(), payload, e.code(), &detail);
-                    }
-                }
+            .expect("stateful records have a source");
+        let Some((converted, start)) = self.convert(tp, offset, m.key(), payload, source)? else {
+            return Ok(None);
+        };
+        let call = match converted {
+            Ok(Converted::Call(call)) => *call,
+            Ok(Converted::Skip(skip)) => {
+                self.fold_start(tp, start);
+                self.counts(tp).skip(skip.code());
+                return Ok(None);
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                self.dead_letter_start(tp, start, e.code(), &detail)?;
+                self.dead_letter(tp, offset, m.key(), payload, e.code(), &detail)?;
+                return Ok(None);
             }
         };
-        let outcome = classify(&cdr, &self.config);
-        if let Outcome::Reject(u) = &outcome {
-            // The start record goes with its call to the dead-letter topic, so the call can be
-            // replayed from there whole.
-            let detail = u.to_string();
-            self.dead_letter_start(&tp, start, u.code(), &detail)?;
-        } else {
-            self.fold_start(&tp, start);
-        }
-        match outcome {
+        let provenance = Provenance {
+            format: source.format.as_str().to_owned(),
+            record_id: call.record_id,
+        };
+        match classify(&call.cdr, &config) {
+            Outcome::Store(rated) => Ok(Some((rated, Some(provenance), start))),
             Outcome::Skip(skip) => {
-                self.counts(&tp).skip(skip.code());
-                Ok(())
+                self.fold_start(tp, start);
+                self.counts(tp).skip(skip.code());
+                Ok(None)
             }
             Outcome::Reject(u) => {
+                // The start goes with its call to the dead-letter topic, so the call can be
+                // replayed from there whole.
                 let detail = u.to_string();
-                self.dead_letter(&tp, offset, m.key(), payload, u.code(), &detail)
-            }
-            Outcome::Store(call) => {
-                let key = dedup::key(&call.switch_id, &call.cdr_id);
-                let month = call.billing_month;
-                let fresh =
-                    tokio::task::block_in_place(|| self.dedup.insert(&self.opts.data, month, key))?;
-                let buf = &mut self.parts.get_mut(&tp).expect("present").buf;
-                if !fresh {
-                    buf.counts.skip("duplicate");
-                    return Ok(());
-                }
-                buf.keys.push((month, key));
-                buf.months.entry(month).or_default().push(StoredCall {
-                    call: *call,
-                    source_topic: tp.0.clone(),
-                    source_partition: tp.1,
-                    source_offset: offset,
-                    provenance,
-                });
-                buf.rows += 1;
-                buf.counts.store();
-                self.buffered_rows += 1;
-                Ok(())
+                self.dead_letter_start(tp, start, u.code(), &detail)?;
+                self.dead_letter(tp, offset, m.key(), payload, u.code(), &detail)?;
+                Ok(None)
             }
         }
     }
 
-    /// A record of a switch's own format → a canonical call, a skip or a dead-letter reason,
-    /// with the held start the call was made from (Kamailio); None when the record itself is
-    /// held for a later one (a call start) or already accounted for.
+    /// A Kamailio record → a canonical call, a skip or a dead-letter reason, with the held
+    /// start the call was made from; None when the record itself is held for a later one (a
+    /// call start) or already accounted for.
     fn convert(
         &mut self,
         tp: &Tp,
@@ -481,9 +710,6 @@ impl State {
     ) -> Result<Option<(Result<Converted, SourceError>, Option<HeldRecord>)>, IngestError> {
         let config = Arc::clone(&self.config);
         let numbers = &config.numbers;
-        if source.format != SourceFormat::KamailioJson {
-            return Ok(Some((evn_sources::convert(source, numbers, payload), None)));
-        }
         let record = match kamailio::read(source, numbers, payload) {
             Ok(r) => r,
             Err(e) => return Ok(Some((Err(e), None))),
@@ -702,7 +928,10 @@ impl State {
             })
             .map(|(tp, _)| tp.clone())
             .collect();
-        if due.is_empty() && self.buffered_rows > self.opts.max_buffered_rows {
+        if due.is_empty()
+            && (self.buffered_rows > self.opts.max_buffered_rows
+                || self.buffered_bytes > self.opts.max_buffered_bytes)
+        {
             // Bounded memory: the largest buffer goes first.
             if let Some((tp, _)) = self.parts.iter().max_by_key(|(_, p)| p.buf.rows) {
                 due.push(tp.clone());
@@ -752,6 +981,7 @@ impl State {
                     .metrics
                     .committed(&counts, started.elapsed().as_secs_f64());
                 self.buffered_rows -= buf.rows;
+                self.buffered_bytes -= buf.bytes;
                 self.opts.metrics.set_buffered(self.buffered_rows);
                 if let Some(p) = self.parts.get_mut(tp) {
                     p.durable_last = last;
@@ -853,6 +1083,16 @@ impl State {
             .is_ok_and(|(_, high)| next >= high)
         })
     }
+}
+
+/// Whether a rebalance event waits to be drained (it arrived with the last record received).
+fn events_pending(consumer: &StreamConsumer<Ctx>) -> bool {
+    !consumer
+        .context()
+        .events
+        .lock()
+        .expect("not poisoned")
+        .is_empty()
 }
 
 /// The high watermark librdkafka last saw in a fetch response; rdkafka 0.39 wraps only the

@@ -3,11 +3,17 @@
 //! One set of 128-bit key hashes per billing month, loaded from the month's stored files the
 //! first time the month is seen, so a duplicate of a call stored by an earlier run is caught too.
 //! 128 bits make an accidental collision (a real call wrongly dropped) practically impossible.
+//!
+//! A month nobody touched for a while (and with no buffered rows) is dropped from memory and
+//! loaded again from its files when a late CDR arrives: a process that runs for a year holds
+//! the months it works on, not every month it ever saw. Its stored files hold every key of it
+//! that is not buffered, so dropping and reloading it loses nothing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashSet;
-use std::sync::Arc;
 
 use evn_rating::BillingMonth;
 use evn_store::{Keyring, Location, StoreError};
@@ -29,10 +35,18 @@ pub fn key(switch_id: &str, cdr_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(buf)
 }
 
+/// Months untouched this long (and not buffered) are dropped from memory.
+pub const IDLE_MONTH: Duration = Duration::from_secs(15 * 60);
+
+struct Month {
+    /// Fx over keys that are xxh3 hashes already: no second SipHash per insert.
+    keys: FxHashSet<u128>,
+    used: Instant,
+}
+
 #[derive(Default)]
 pub struct Dedup {
-    /// Fx over keys that are xxh3 hashes already: no second SipHash per insert.
-    months: HashMap<BillingMonth, FxHashSet<u128>>,
+    months: HashMap<BillingMonth, Month>,
     /// To read months stored encrypted.
     keys: Option<Arc<Keyring>>,
 }
@@ -52,7 +66,7 @@ impl Dedup {
         month: BillingMonth,
         key: u128,
     ) -> Result<bool, StoreError> {
-        Ok(self.month(data, month)?.insert(key))
+        Ok(self.month(data, month)?.keys.insert(key))
     }
 
     /// Whether the call is already stored or buffered.
@@ -62,14 +76,10 @@ impl Dedup {
         month: BillingMonth,
         key: u128,
     ) -> Result<bool, StoreError> {
-        Ok(self.month(data, month)?.contains(&key))
+        Ok(self.month(data, month)?.keys.contains(&key))
     }
 
-    fn month(
-        &mut self,
-        data: &Location,
-        month: BillingMonth,
-    ) -> Result<&mut FxHashSet<u128>, StoreError> {
+    fn month(&mut self, data: &Location, month: BillingMonth) -> Result<&mut Month, StoreError> {
         if !self.months.contains_key(&month) {
             let mut set = FxHashSet::default();
             for file in data.list_month_files(month)? {
@@ -77,15 +87,102 @@ impl Dedup {
                     set.insert(self::key(&c.call.switch_id, &c.call.cdr_id));
                 })?;
             }
-            self.months.insert(month, set);
+            self.months.insert(
+                month,
+                Month {
+                    keys: set,
+                    used: Instant::now(),
+                },
+            );
         }
-        Ok(self.months.get_mut(&month).expect("just inserted"))
+        let m = self.months.get_mut(&month).expect("just inserted");
+        m.used = Instant::now();
+        Ok(m)
     }
 
     /// Forgets keys of a buffer that was dropped without being committed.
     pub fn forget(&mut self, month: BillingMonth, key: u128) {
-        if let Some(set) = self.months.get_mut(&month) {
-            set.remove(&key);
+        if let Some(m) = self.months.get_mut(&month) {
+            m.keys.remove(&key);
         }
+    }
+
+    /// Drops the months untouched for `idle` that are not `buffered` (a buffered row's key is
+    /// in no file yet); returns how many.
+    pub fn evict_idle(&mut self, idle: Duration, buffered: impl Fn(BillingMonth) -> bool) -> usize {
+        let before = self.months.len();
+        self.months
+            .retain(|&month, m| buffered(month) || m.used.elapsed() < idle);
+        before - self.months.len()
+    }
+
+    /// Months held in memory.
+    pub fn months(&self) -> usize {
+        self.months.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evn_store::{StoredCall, WriteOptions};
+
+    fn call(cdr_id: &str) -> StoredCall {
+        let start: chrono::DateTime<chrono::Utc> = "2026-11-24T08:15:09Z".parse().unwrap();
+        StoredCall {
+            call: evn_rating::RatedCall {
+                cdr_id: cdr_id.into(),
+                switch_id: "fra1".into(),
+                customer_id: "K1001".into(),
+                calling_number: "+4930901820".into(),
+                called_number: "+4915112345678".into(),
+                start_time: start,
+                duration_s: 60,
+                zone: "mobile".into(),
+                charge_eur: rust_decimal::Decimal::new(1490, 4),
+                billing_month: BillingMonth::of(start),
+                plan: "office_basic".into(),
+                shortened: false,
+                counselling: false,
+            },
+            source_topic: "cdrs".into(),
+            source_partition: 0,
+            source_offset: 0,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn an_idle_month_is_dropped_and_reloaded_from_its_files_unless_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Location::Local(dir.path().to_owned());
+        let stored = call("stored-1");
+        let month = stored.call.billing_month;
+        let folder = evn_store::month_dir(dir.path(), month);
+        std::fs::create_dir_all(&folder).unwrap();
+        evn_store::write_file(
+            &folder.join("cdrs+0+0-0.parquet"),
+            &[stored],
+            WriteOptions::default(),
+        )
+        .unwrap();
+        let mut d = Dedup::new(None);
+        let (stored, buffered) = (key("fra1", "stored-1"), key("fra1", "buffered-2"));
+        assert!(
+            !d.insert(&data, month, stored).unwrap(),
+            "loaded from the file"
+        );
+        assert!(d.insert(&data, month, buffered).unwrap());
+        // Buffered rows keep the month in memory, however idle.
+        assert_eq!(d.evict_idle(Duration::ZERO, |_| true), 0);
+        assert!(d.contains(&data, month, buffered).unwrap());
+        // Once committed (here: not buffered any more), the idle month goes...
+        assert_eq!(d.evict_idle(Duration::ZERO, |_| false), 1);
+        assert_eq!(d.months(), 0);
+        // ...and comes back from its files: the stored call is still a duplicate.
+        assert!(d.contains(&data, month, stored).unwrap());
+        assert!(!d.insert(&data, month, stored).unwrap());
+        // A month in use is kept.
+        assert_eq!(d.evict_idle(IDLE_MONTH, |_| false), 0);
     }
 }

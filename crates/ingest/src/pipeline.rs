@@ -764,6 +764,26 @@ impl State {
         }
     }
 
+    /// Drops dedup months nobody touched lately; a month with buffered rows in any partition
+    /// stays (their keys are in no file yet).
+    fn evict_idle_months(&mut self) {
+        let buffered: std::collections::BTreeSet<BillingMonth> = self
+            .parts
+            .values()
+            .flat_map(|p| p.buf.months.keys().copied())
+            .collect();
+        let dropped = self
+            .dedup
+            .evict_idle(dedup::IDLE_MONTH, |m| buffered.contains(&m));
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                kept = self.dedup.months(),
+                "idle billing months dropped from the duplicate check"
+            );
+        }
+    }
+
     /// The counts of a partition's buffer.
     fn counts(&mut self, tp: &Tp) -> &mut Summary {
         &mut self.parts.get_mut(tp).expect("present").buf.counts
@@ -986,6 +1006,7 @@ impl State {
                 if let Some(p) = self.parts.get_mut(tp) {
                     p.durable_last = last;
                 }
+                self.evict_idle_months();
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(last + 1))?;
                 // Only a hint for the next owner; the commit log above is the truth.

@@ -377,20 +377,22 @@ fn kamailio_calls_pair_across_a_restart_end_to_end() {
     assert_eq!(held, [9, 11, 13], "{record}");
 
     // After a restart: c7 ends (not a customer's line: both records dead-lettered), c6 ends
-    // (stored), and c8 starts 30 h later, which makes c4's start overdue.
+    // (stored), c8 starts 30 h later, which makes c4's start overdue; two dialog CDRs, one in
+    // the repeated autumn hour (wall clock; its stated duration makes it unambiguous), one with
+    // a caller name in Latin-1 (repaired, stored).
     produce(&broker, topic, &fixtures.join("acc-later.jsonl"));
     let second = ingest_to_end(&broker, topic, "g-kamailio", &data);
     assert_eq!(
         second,
-        serde_json::json!({"consumed":5,"stored":1,
+        serde_json::json!({"consumed":7,"stored":3,
             "skipped":{"call_start":1},
             "dead_lettered":{"unknown_line":2,"unpaired_start":1},
             "files": second["files"].clone(), "held":1})
     );
-    // Every record accounted for once over both runs: 17 consumed = 16 decided + 1 held.
+    // Every record accounted for once over both runs: 19 consumed = 18 decided + 1 held.
     assert_eq!(
         first["consumed"].as_u64().unwrap() + second["consumed"].as_u64().unwrap() + 1,
-        17
+        19
     );
 
     let rows: BTreeMap<String, (String, String, String, i64)> = stored_rows(&data)
@@ -433,6 +435,15 @@ fn kamailio_calls_pair_across_a_restart_end_to_end() {
             (
                 "d5@10.0.0.5".to_owned(),
                 row("K1002", "+4915112345670", "2026-11-24T09:00:00Z", 123)
+            ),
+            // 02:30 CEST, the first of the two 02:30s: both readings bill 60 s in October.
+            (
+                "d10@10.0.0.5".to_owned(),
+                row("K1002", "+4915112345680", "2026-10-25T00:30:00Z", 60)
+            ),
+            (
+                "d11@10.0.0.5".to_owned(),
+                row("K1002", "+4915112345681", "2026-11-24T10:00:00Z", 90)
             ),
         ])
     );

@@ -203,15 +203,9 @@ impl EvnStore {
         customer: &CustomerId,
     ) -> Result<Vec<(Month, CustomerVersions)>, PortalError> {
         if let Some(o) = &self.object {
-            let mut months: Vec<Month> = o
-                .list_dirs("")
-                .map_err(|e| self.object_error(e))?
-                .iter()
-                .filter_map(|n| Month::parse(n))
-                .collect();
-            months.sort_by(|a, b| b.cmp(a));
+            let names = o.list_dirs("").map_err(|e| self.object_error(e))?;
             let mut out = Vec::new();
-            for month in months {
+            for month in newest_first(&names) {
                 if let Some(v) = self.object_versions(o, customer, &month)? {
                     out.push((month, v));
                 }
@@ -219,14 +213,9 @@ impl EvnStore {
             return Ok(out);
         }
         let root = self.open_root()?;
-        let mut months: Vec<Month> = self
-            .names(&root, &self.root)?
-            .iter()
-            .filter_map(|n| Month::parse(n))
-            .collect();
-        months.sort_by(|a, b| b.cmp(a));
+        let names = self.names(&root, &self.root)?;
         let mut out = Vec::new();
-        for month in months {
+        for month in newest_first(&names) {
             if let Some(v) = self.versions_in(&root, customer, &month)? {
                 out.push((month, v));
             }
@@ -652,6 +641,13 @@ fn parse_manifest(bytes: &[u8]) -> Result<Index, String> {
         );
     }
     Ok(index)
+}
+
+/// The folder names that are months, newest first.
+fn newest_first(names: &[String]) -> Vec<Month> {
+    let mut months: Vec<Month> = names.iter().filter_map(|n| Month::parse(n)).collect();
+    months.sort_by(|a, b| b.cmp(a));
+    months
 }
 
 #[cfg(test)]

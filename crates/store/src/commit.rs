@@ -299,6 +299,27 @@ impl CommitLog {
         Ok(())
     }
 
+    /// The record of a commit, held records stored (sealed) as the log keeps them.
+    pub(crate) fn record(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+        last: i64,
+        files: Vec<CommittedFile>,
+        held: &[HeldRecord],
+    ) -> CommitRecord {
+        CommitRecord {
+            topic: topic.to_owned(),
+            partition,
+            first,
+            last,
+            files,
+            writer: self.writer.clone(),
+            held: self.store_held(topic, partition, held),
+        }
+    }
+
     /// Commits offsets `prev_last + 1 ..= last` of a partition with the rows they produced,
     /// grouped by billing month. Returns [`StoreError::Fenced`] if another writer got there first;
     /// nothing of this commit is then visible.
@@ -337,7 +358,7 @@ impl CommitLog {
             if rows.is_empty() {
                 continue;
             }
-            let name = format!("{topic}+{partition}+{first:020}-{last:020}.parquet");
+            let name = data_file_name(topic, partition, first, last);
             let staged = staging_dir.join(format!("billing_month={month}+{name}"));
             let final_dir = month_dir(&self.data, *month);
             fs::create_dir_all(&final_dir).map_err(|e| StoreError::io(&final_dir, e))?;
@@ -356,15 +377,7 @@ impl CommitLog {
                 bytes,
             });
         }
-        let record = CommitRecord {
-            topic: topic.to_owned(),
-            partition,
-            first,
-            last,
-            files,
-            writer: self.writer.clone(),
-            held: self.store_held(topic, partition, held),
-        };
+        let record = self.record(topic, partition, first, last, files, held);
         if let Err(e) = self.write_record(&record) {
             self.discard(&record.files, None);
             return Err(e);
@@ -433,6 +446,11 @@ impl CommitLog {
             }
         }
     }
+}
+
+/// A committed data file's name in its month folder: unique per partition and offset range.
+pub(crate) fn data_file_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("{topic}+{partition}+{first:020}-{last:020}.parquet")
 }
 
 fn rel(base: &Path, path: &Path) -> String {

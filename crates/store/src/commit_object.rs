@@ -31,7 +31,7 @@ use object_store::PutMode;
 
 use evn_rating::BillingMonth;
 
-use crate::commit::{CommittedFile, KEEP_RECORDS_FOR, KEEP_RECORDS_MIN};
+use crate::commit::{data_file_name, CommittedFile, KEEP_RECORDS_FOR, KEEP_RECORDS_MIN};
 use crate::location::ObjectData;
 use crate::{
     encode_file, CommitLog, CommitRecord, HeldRecord, PartitionState, StoreError, StoredCall,
@@ -138,7 +138,7 @@ impl CommitLog {
             if rows.is_empty() {
                 continue;
             }
-            let name = format!("{topic}+{partition}+{first:020}-{last:020}.parquet");
+            let name = data_file_name(topic, partition, first, last);
             let staging = format!(
                 "{STAGING_DIR}/{}/billing_month={month}+{name}",
                 self.writer()
@@ -166,15 +166,7 @@ impl CommitLog {
                 bytes,
             });
         }
-        let record = CommitRecord {
-            topic: topic.to_owned(),
-            partition,
-            first,
-            last,
-            files,
-            writer: self.writer().to_owned(),
-            held: self.store_held(topic, partition, held),
-        };
+        let record = self.record(topic, partition, first, last, files, held);
         let key = format!("{}/{first:020}.json", partition_dir(topic, partition));
         let body = serde_json::to_vec_pretty(&record).expect("commit record serializes");
         match o.put_raw(&key, Bytes::from(body), PutMode::Create) {

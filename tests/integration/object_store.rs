@@ -85,7 +85,7 @@ fn issue_9_ingest_to_a_file_url_killed_twice_stores_exactly_once() {
 }
 
 #[test]
-fn issue_9_bill_from_and_to_a_file_url_matches_a_local_run() {
+fn issue_9_bill_from_and_to_a_file_url_matches_a_local_run_and_retention_deletes_it() {
     let (broker, dir, data) = backlog("objbill", 2_000, "b-");
     let url = file_url(&data);
     let out = ingest_url(&broker, "objbill", &url, "2").output().unwrap();
@@ -163,8 +163,47 @@ fn issue_9_bill_from_and_to_a_file_url_matches_a_local_run() {
     );
     let (status, _) = get_with_token(s.addr, "/customers/K1002/evn/2026-11.pdf", &token);
     assert_eq!(status, 403);
+    let (status, _) = get_with_token(s.addr, "/customers/K1001/evn/2026-11.pdf", &token);
+    assert_eq!(status, 200);
     let (status, _) = get_with_token(s.addr, "/customers/K1001/evn/2026-10.pdf", &token);
     assert_eq!(status, 404);
+
+    // When the month's retention has ended, `evn retention` on the same URLs deletes its
+    // traffic data and EVNs; the running portal stops serving them at once.
+    let retention = |today: &str| {
+        let o = evn_env(
+            &[
+                "retention",
+                "--config",
+                config.to_str().unwrap(),
+                "--data",
+                &url,
+                "--evn",
+                &file_url(&remote),
+                "--today",
+                today,
+            ],
+            &[],
+            &["EVN_DATA_KEY_FILE"],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let stored = stored_ids_at(&url);
+    assert!(!stored.is_empty());
+    let kept = retention("2026-12-31");
+    assert!(kept.contains("keep 2026-11: billed"), "{kept}");
+    assert_eq!(stored_ids_at(&url), stored);
+    let gone = retention("2099-01-01");
+    assert!(gone.contains("delete traffic data 2026-11"), "{gone}");
+    assert!(gone.contains("delete EVNs 2026-11"), "{gone}");
+    assert!(stored_ids_at(&url).is_empty());
+    assert!(!data.join("cdrs/billing_month=2026-11").exists());
+    assert!(!remote.join("2026-11").exists());
+    let (status, _) = get_with_token(s.addr, "/customers/K1001/evn/2026-11.pdf", &token);
+    assert_eq!(status, 404, "{}", s.log());
+    // The commit log stays (offsets only): the data is not ingested again.
+    assert!(data.join("_ingest").is_dir());
 }
 
 /// A bare HTTP/1.1 GET with a bearer token: status and body (the server sends Content-Length).
@@ -186,17 +225,17 @@ fn get_with_token(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, 
 }
 
 #[test]
-fn issue_9_commands_without_object_store_support_refuse_a_url() {
+fn issue_9_an_unsupported_storage_scheme_is_a_usage_error() {
     let config = config_dir();
     let config = config.to_str().unwrap();
     for args in [
-        vec!["export", "--customer", "K1001", "--data", "s3://bucket/evn"],
+        vec!["export", "--customer", "K1001", "--data", "gs://bucket/evn"],
         vec![
             "retention",
             "--config",
             config,
             "--data",
-            "s3://bucket/evn",
+            "gs://bucket/evn",
             "--evn",
             "/tmp/evn",
         ],
@@ -209,18 +248,16 @@ fn issue_9_commands_without_object_store_support_refuse_a_url() {
             "--data",
             "/tmp/data",
             "--evn",
-            "s3://bucket/out",
+            "gs://bucket/out",
+        ],
+        vec![
+            "bill", "--config", config, "--data", "gs://b/p", "--month", "2026-11", "--out",
+            "/tmp/x",
         ],
     ] {
         let o = evn_env(&args, &[], &[]);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains("local folder only"), "{args:?}: {stderr}");
+        assert!(stderr.contains("not supported"), "{args:?}: {stderr}");
     }
-    // An unknown scheme is a usage error too, not a relative path.
-    let o = evn(&[
-        "bill", "--config", config, "--data", "gs://b/p", "--month", "2026-11", "--out", "/tmp/x",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported"));
 }

@@ -1,5 +1,8 @@
 //! Issue 8: retention (six months after the send date, legal holds, crash safety), the
 //! customer's export, and erasure, through the real binary on Parquet written by evn-store.
+//! Issue 9: the same tests with `--data` and `--evn` given as object store URLs (`file://`
+//! over the same folders, through the object store protocol: change records instead of
+//! renames), and what an interrupted run leaves on an object store.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -12,7 +15,17 @@ struct Fixture {
     config: PathBuf,
     data: PathBuf,
     evn: PathBuf,
+    /// Commands get `file://` URLs of `data` and `evn` (the object store code path).
+    url: bool,
 }
+
+/// How the commands are told where data and EVNs are.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Local,
+    Url,
+}
+use Mode::*;
 
 const JAN_A: &str = "cdrs+0+00000000000000000000-00000000000000000006.parquet";
 const JAN_B: &str = "cdrs+1+00000000000000000000-00000000000000000000.parquet";
@@ -22,6 +35,10 @@ const MAY: &str = "cdrs+0+00000000000000000010-00000000000000000010.parquet";
 /// 2026-01 billed 2026-02-03 (K1001, K1002, K9), 2026-03 billed 2026-04-02 (K1001, K9),
 /// 2026-05 not billed. K9 is a former customer: not in customers.csv.
 fn fixture(keys: Option<std::sync::Arc<evn_store::Keyring>>) -> Fixture {
+    fixture_in(Local, keys)
+}
+
+fn fixture_in(mode: Mode, keys: Option<std::sync::Arc<evn_store::Keyring>>) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_owned();
     let (config, data, evn) = (root.join("config"), root.join("data"), root.join("evn"));
@@ -62,17 +79,35 @@ fn fixture(keys: Option<std::sync::Arc<evn_store::Keyring>>) -> Fixture {
         config,
         data,
         evn,
+        url: matches!(mode, Url),
     }
 }
 
 impl Fixture {
+    /// `--data` as the commands get it.
+    fn data_arg(&self) -> String {
+        self.arg(&self.data)
+    }
+
+    fn evn_arg(&self) -> String {
+        self.arg(&self.evn)
+    }
+
+    fn arg(&self, dir: &Path) -> String {
+        if self.url {
+            format!("file://{}", dir.display())
+        } else {
+            dir.display().to_string()
+        }
+    }
+
     fn run(&self, sub: &str, extra: &[&str]) -> Output {
         let (c, d, e) = (
             self.config.to_str().unwrap(),
-            self.data.to_str().unwrap(),
-            self.evn.to_str().unwrap(),
+            self.data_arg(),
+            self.evn_arg(),
         );
-        let mut args = vec![sub, "--config", c, "--data", d, "--evn", e];
+        let mut args = vec![sub, "--config", c, "--data", &d, "--evn", &e];
         args.extend_from_slice(extra);
         evn(&args)
     }
@@ -107,9 +142,21 @@ impl Fixture {
         t
     }
 
+    /// Every stored row as evn's readers see it (on an object store: with a change under way
+    /// applied).
+    fn rows(&self) -> Vec<evn_store::StoredCall> {
+        let at: evn_store::Location = self.data_arg().parse().unwrap();
+        let mut rows = Vec::new();
+        for month in at.list_months().unwrap() {
+            rows.extend(at.read_month_with(month, None).unwrap());
+        }
+        rows
+    }
+
     /// (month, customer) of every stored row, sorted.
     fn stored(&self) -> Vec<(String, String)> {
-        let mut rows: Vec<_> = stored_rows(&self.data)
+        let mut rows: Vec<_> = self
+            .rows()
             .into_iter()
             .map(|r| (r.call.billing_month.to_string(), r.call.customer_id))
             .collect();
@@ -148,141 +195,151 @@ fn months(rows: &[(String, String)]) -> Vec<String> {
 
 #[test]
 fn retention_keeps_through_the_boundary_and_deletes_the_day_after() {
-    let f = fixture(None);
-    let before = f.tree();
-    // 2026-02-03 + 6 months = 2026-08-03: the last day January may be kept.
-    for today in ["2026-08-02", "2026-08-03"] {
-        let out = f.retention(today);
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        let before = f.tree();
+        // 2026-02-03 + 6 months = 2026-08-03: the last day January may be kept.
+        for today in ["2026-08-02", "2026-08-03"] {
+            let out = f.retention(today);
+            assert!(
+                out.contains("keep 2026-01: billed 2026-02-03, kept until 2026-08-03"),
+                "{out}"
+            );
+            assert_eq!(f.tree(), before, "{today}: nothing changes");
+        }
+        let out = f.retention("2026-08-04");
         assert!(
-            out.contains("keep 2026-01: billed 2026-02-03, kept until 2026-08-03"),
+            out.contains("delete 2026-01: billed 2026-02-03, retention ended 2026-08-03"),
             "{out}"
         );
-        assert_eq!(f.tree(), before, "{today}: nothing changes");
+        assert!(out.contains("delete traffic data 2026-01"), "{out}");
+        assert!(out.contains("delete EVNs 2026-01"), "{out}");
+        assert!(out.contains("keep 2026-05: not billed yet"), "{out}");
+        assert_eq!(months(&f.stored()), ["2026-03", "2026-05"]);
+        assert!(!f.evn.join("2026-01").exists());
+        assert!(!f.data.join("cdrs/billing_month=2026-01").exists());
+        assert!(f.evn.join("2026-03/manifest.json").exists());
+        // Nothing hidden left behind, and a re-run has nothing to do.
+        let after = f.tree();
+        assert!(
+            after.keys().all(|k| !k.contains(".deleting-")
+                && !k.contains("_change")
+                && !k.contains("_deleting")),
+            "{after:?}"
+        );
+        let again = f.retention("2026-08-04");
+        assert!(again.lines().all(|l| !l.starts_with("delete")), "{again}");
+        assert_eq!(f.tree(), after);
     }
-    let out = f.retention("2026-08-04");
-    assert!(
-        out.contains("delete 2026-01: billed 2026-02-03, retention ended 2026-08-03"),
-        "{out}"
-    );
-    assert!(out.contains("delete traffic data 2026-01"), "{out}");
-    assert!(out.contains("delete EVNs 2026-01"), "{out}");
-    assert!(out.contains("keep 2026-05: not billed yet"), "{out}");
-    assert_eq!(months(&f.stored()), ["2026-03", "2026-05"]);
-    assert!(!f.evn.join("2026-01").exists());
-    assert!(!f.data.join("cdrs/billing_month=2026-01").exists());
-    assert!(f.evn.join("2026-03/manifest.json").exists());
-    // Nothing hidden left behind, and a re-run has nothing to do.
-    let after = f.tree();
-    assert!(after.keys().all(|k| !k.contains(".deleting-")), "{after:?}");
-    let again = f.retention("2026-08-04");
-    assert!(again.lines().all(|l| !l.starts_with("delete")), "{again}");
-    assert_eq!(f.tree(), after);
 }
 
 #[test]
 fn a_month_never_billed_is_kept_with_a_warning_when_old() {
-    let f = fixture(None);
-    let out = f.retention("2027-06-01");
-    assert!(
-        out.contains("keep 2026-05: WARNING never billed, ended more than 12 months ago"),
-        "{out}"
-    );
-    assert_eq!(f.stored(), [("2026-05".to_owned(), "K1002".to_owned())]);
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        let out = f.retention("2027-06-01");
+        assert!(
+            out.contains("keep 2026-05: WARNING never billed, ended more than 12 months ago"),
+            "{out}"
+        );
+        assert_eq!(f.stored(), [("2026-05".to_owned(), "K1002".to_owned())]);
+    }
 }
 
 #[test]
 fn a_legal_hold_keeps_only_the_held_customer_until_it_is_lifted() {
-    let f = fixture(None);
-    f.hold(&["K1002,2026-01,objection of 2026-02-20 (ticket 4711),2026-02-21"]);
-    let out = f.retention("2026-08-04");
-    assert!(
-        out.contains("delete 2026-01 except legal holds of K1002"),
-        "{out}"
-    );
-    // JAN_A is rewritten to K1002's rows; JAN_B (K1001 only) goes.
-    assert!(
-        out.contains(&format!(
-            "rewrite traffic data file {}",
-            f.data
-                .join("cdrs/billing_month=2026-01")
-                .join(JAN_A)
-                .display()
-        )),
-        "{out}"
-    );
-    assert!(out.contains("(all 1 rows)"), "{out}");
-    let jan: Vec<_> = f
-        .stored()
-        .into_iter()
-        .filter(|(m, _)| m == "2026-01")
-        .collect();
-    assert_eq!(jan, vec![("2026-01".to_owned(), "K1002".to_owned()); 2]);
-    // The rewritten rows are the held customer's rows exactly, provenance columns included.
-    let mut kept: Vec<_> = stored_rows(&f.data)
-        .into_iter()
-        .filter(|r| r.call.billing_month.to_string() == "2026-01")
-        .collect();
-    kept.sort_by_key(|r| r.source_offset);
-    assert_eq!(
-        kept,
-        [1, 4].map(|i| privacy_call("K1002", "2026-01", i, false))
-    );
-    assert!(
-        kept[0].provenance.is_some(),
-        "call 1 came from a switch format"
-    );
-    assert_eq!(
-        f.evn_files("2026-01"),
-        ["K1002.pdf", "K1002.v1.csv", "K1002.v1.pdf", "manifest.json"]
-    );
-    assert_eq!(f.manifest_customers("2026-01"), ["K1002"]);
-    // March has no hold: it goes when its own six months are over, whatever January's hold.
-    assert!(f.evn.join("2026-03").exists());
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        f.hold(&["K1002,2026-01,objection of 2026-02-20 (ticket 4711),2026-02-21"]);
+        let out = f.retention("2026-08-04");
+        assert!(
+            out.contains("delete 2026-01 except legal holds of K1002"),
+            "{out}"
+        );
+        // JAN_A is rewritten to K1002's rows; JAN_B (K1001 only) goes.
+        assert!(
+            out.contains(&format!(
+                "rewrite traffic data file {}/cdrs/billing_month=2026-01/{JAN_A}",
+                f.data_arg()
+            )),
+            "{out}"
+        );
+        assert!(out.contains("(all 1 rows)"), "{out}");
+        let jan: Vec<_> = f
+            .stored()
+            .into_iter()
+            .filter(|(m, _)| m == "2026-01")
+            .collect();
+        assert_eq!(jan, vec![("2026-01".to_owned(), "K1002".to_owned()); 2]);
+        // The rewritten rows are the held customer's rows exactly, provenance columns included.
+        let mut kept: Vec<_> = stored_rows(&f.data)
+            .into_iter()
+            .filter(|r| r.call.billing_month.to_string() == "2026-01")
+            .collect();
+        kept.sort_by_key(|r| r.source_offset);
+        assert_eq!(
+            kept,
+            [1, 4].map(|i| privacy_call("K1002", "2026-01", i, false))
+        );
+        assert!(
+            kept[0].provenance.is_some(),
+            "call 1 came from a switch format"
+        );
+        assert_eq!(
+            f.evn_files("2026-01"),
+            ["K1002.pdf", "K1002.v1.csv", "K1002.v1.pdf", "manifest.json"]
+        );
+        assert_eq!(f.manifest_customers("2026-01"), ["K1002"]);
+        // March has no hold: it goes when its own six months are over, whatever January's hold.
+        assert!(f.evn.join("2026-03").exists());
 
-    // A re-run with the hold in place changes nothing more.
-    let held = f.tree();
-    f.retention("2026-08-05");
-    assert_eq!(f.tree(), held);
+        // A re-run with the hold in place changes nothing more.
+        let held = f.tree();
+        f.retention("2026-08-05");
+        assert_eq!(f.tree(), held);
 
-    // Lifting the hold: the next run deletes the rest.
-    f.hold(&[]);
-    let out = f.retention("2026-08-05");
-    assert!(out.contains("delete traffic data 2026-01"), "{out}");
-    assert!(!f.evn.join("2026-01").exists());
-    assert!(f.stored().iter().all(|(m, _)| m != "2026-01"));
+        // Lifting the hold: the next run deletes the rest.
+        f.hold(&[]);
+        let out = f.retention("2026-08-05");
+        assert!(out.contains("delete traffic data 2026-01"), "{out}");
+        assert!(!f.evn.join("2026-01").exists());
+        assert!(f.stored().iter().all(|(m, _)| m != "2026-01"));
+    }
 }
 
 #[test]
 fn dry_run_changes_nothing() {
-    let f = fixture(None);
-    f.hold(&["K1002,2026-01,objection,2026-02-21"]);
-    let stale = f
-        .data
-        .join("_staging/dead-writer/billing_month=2026-01+x.parquet");
-    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
-    std::fs::write(&stale, "rows").unwrap();
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
-    std::fs::File::options()
-        .write(true)
-        .open(&stale)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
-    let before = f.tree();
-    let out = f.run("retention", &["--today", "2027-01-01", "--dry-run"]);
-    assert!(out.status.success());
-    let out = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.contains("[dry run] delete 2026-01 except legal holds of K1002"),
-        "{out}"
-    );
-    assert!(out.contains("[dry run] rewrite traffic data file"), "{out}");
-    assert!(
-        out.contains("[dry run] delete traffic data 2026-03"),
-        "{out}"
-    );
-    assert!(out.contains("[dry run] delete stale staging file"), "{out}");
-    assert_eq!(f.tree(), before);
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        f.hold(&["K1002,2026-01,objection,2026-02-21"]);
+        let stale = f
+            .data
+            .join("_staging/dead-writer/billing_month=2026-01+x.parquet");
+        std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        std::fs::write(&stale, "rows").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let before = f.tree();
+        let out = f.run("retention", &["--today", "2027-01-01", "--dry-run"]);
+        assert!(out.status.success());
+        let out = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.contains("[dry run] delete 2026-01 except legal holds of K1002"),
+            "{out}"
+        );
+        assert!(out.contains("[dry run] rewrite traffic data file"), "{out}");
+        assert!(
+            out.contains("[dry run] delete traffic data 2026-03"),
+            "{out}"
+        );
+        assert!(out.contains("[dry run] delete stale staging file"), "{out}");
+        assert_eq!(f.tree(), before);
+    }
 }
 
 #[test]
@@ -335,53 +392,117 @@ fn an_interrupted_deletion_is_invisible_and_finished_by_the_next_run() {
     assert_eq!(f.evn_files("2026-03").len(), 7);
 }
 
+/// Issue #9: what a killed retention run leaves on an object store (a committed change half
+/// carried out, replacements uploaded without their record, an EVN month whose deletion had
+/// begun) is invisible to readers and finished by the next run.
+#[test]
+fn an_interrupted_change_on_an_object_store_is_invisible_and_finished_by_the_next_run() {
+    let f = fixture_in(Url, None);
+    let march_before: Vec<_> = f
+        .tree()
+        .into_iter()
+        .filter(|(k, _)| k.contains("2026-03"))
+        .collect();
+    // January's data: a committed deletion of the whole month, JAN_B already gone.
+    let jan = f.data.join("cdrs/billing_month=2026-01");
+    let change =
+        serde_json::json!({"month": "2026-01", "files": {JAN_A: "delete", JAN_B: "delete"}});
+    std::fs::write(jan.join("_change.json"), change.to_string()).unwrap();
+    std::fs::remove_file(jan.join(JAN_B)).unwrap();
+    // March's data: a rewrite uploaded, killed before its change record (the commit point).
+    let upload = f.data.join("cdrs/billing_month=2026-03/_rewrite");
+    std::fs::create_dir_all(&upload).unwrap();
+    std::fs::write(upload.join(MAR), "half a parquet file").unwrap();
+    // January's EVNs: the deletion mark written and the manifest deleted, the files not yet.
+    std::fs::write(f.evn.join("2026-01/_deleting.json"), "{}").unwrap();
+    std::fs::remove_file(f.evn.join("2026-01/manifest.json")).unwrap();
+
+    // Readers see January deleted and March as it was: the store, the export.
+    assert_eq!(months(&f.stored()), ["2026-03", "2026-05"]);
+    let exported = export(&f.data_arg(), "K1001", &[]);
+    assert!(!exported.contains("\"2026-01\""), "{exported}");
+    assert_eq!(
+        exported.lines().count(),
+        1,
+        "March's one call that is not counselling"
+    );
+
+    let out = f.retention("2026-02-10");
+    assert_eq!(
+        out.matches("remove leftover of an interrupted run").count(),
+        3,
+        "{out}"
+    );
+    let after = f.tree();
+    assert!(
+        after.keys().all(|k| !k.contains("2026-01")
+            && !k.contains("_change")
+            && !k.contains("_rewrite")
+            && !k.contains("_deleting")),
+        "{after:?}"
+    );
+    let march_after: Vec<_> = after
+        .into_iter()
+        .filter(|(k, _)| k.contains("2026-03"))
+        .collect();
+    assert_eq!(march_after, march_before);
+    assert_eq!(months(&f.stored()), ["2026-03", "2026-05"]);
+    // Nothing left to finish.
+    let again = f.retention("2026-02-10");
+    assert!(!again.contains("remove leftover"), "{again}");
+}
+
 #[test]
 fn retention_sweeps_stale_staging_files_but_not_what_recovery_needs() {
-    let f = fixture(None);
-    let dir = f.data.join("_staging/w1");
-    std::fs::create_dir_all(&dir).unwrap();
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
-    let (stale, fresh, needed) = (
-        dir.join("stale.parquet"),
-        dir.join("fresh.parquet"),
-        dir.join("needed.parquet"),
-    );
-    for p in [&stale, &fresh, &needed] {
-        std::fs::write(p, "rows").unwrap();
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        let dir = f.data.join("_staging/w1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+        let (stale, fresh, needed) = (
+            dir.join("stale.parquet"),
+            dir.join("fresh.parquet"),
+            dir.join("needed.parquet"),
+        );
+        for p in [&stale, &fresh, &needed] {
+            std::fs::write(p, "rows").unwrap();
+        }
+        for p in [&stale, &needed] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let record = f.data.join("_ingest/cdrs/0");
+        std::fs::create_dir_all(&record).unwrap();
+        let commit = serde_json::json!({"topic": "cdrs", "partition": 0, "first": 11, "last": 11, "writer": "w1",
+            "files": [{"month": "2026-05", "staging": "_staging/w1/needed.parquet",
+                       "file": "cdrs/billing_month=2026-05/x.parquet", "rows": 1, "bytes": 4}]});
+        std::fs::write(record.join("11.json"), commit.to_string()).unwrap();
+        let out = f.retention("2026-02-10");
+        assert!(out.contains("delete stale staging file"), "{out}");
+        assert!(!stale.exists());
+        assert!(fresh.exists() && needed.exists());
     }
-    for p in [&stale, &needed] {
-        std::fs::File::options()
-            .write(true)
-            .open(p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-    }
-    let record = f.data.join("_ingest/cdrs/0");
-    std::fs::create_dir_all(&record).unwrap();
-    let commit = serde_json::json!({"topic": "cdrs", "partition": 0, "first": 11, "last": 11, "writer": "w1",
-        "files": [{"month": "2026-05", "staging": "_staging/w1/needed.parquet",
-                   "file": "cdrs/billing_month=2026-05/x.parquet", "rows": 1, "bytes": 4}]});
-    std::fs::write(record.join("11.json"), commit.to_string()).unwrap();
-    let out = f.retention("2026-02-10");
-    assert!(out.contains("delete stale staging file"), "{out}");
-    assert!(!stale.exists());
-    assert!(fresh.exists() && needed.exists());
 }
 
 #[test]
 fn a_malformed_legal_holds_file_is_a_configuration_error() {
-    let f = fixture(None);
-    f.hold(&[
-        "K1002,2026-01,objection,2026-02-21",
-        "K1003,January,objection,2026-02-21",
-    ]);
-    let before = f.tree();
-    let out = f.run("retention", &["--today", "2027-01-01"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("legal-holds.csv:3: month"), "{err}");
-    assert_eq!(f.tree(), before);
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        f.hold(&[
+            "K1002,2026-01,objection,2026-02-21",
+            "K1003,January,objection,2026-02-21",
+        ]);
+        let before = f.tree();
+        let out = f.run("retention", &["--today", "2027-01-01"]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("legal-holds.csv:3: month"), "{err}");
+        assert_eq!(f.tree(), before);
+    }
 }
 
 #[test]
@@ -389,62 +510,55 @@ fn retention_with_a_hold_keeps_encrypted_data_encrypted() {
     let key_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key_file.path(), format!("{}\n", "ab".repeat(32))).unwrap();
     let keys = std::sync::Arc::new(evn_store::Keyring::load(key_file.path()).unwrap());
-    let f = fixture(Some(keys.clone()));
-    f.hold(&["K1002,2026-01,objection,2026-02-21"]);
-    let (c, d, e) = (
-        f.config.to_str().unwrap(),
-        f.data.to_str().unwrap(),
-        f.evn.to_str().unwrap(),
-    );
-    let args = [
-        "retention",
-        "--config",
-        c,
-        "--data",
-        d,
-        "--evn",
-        e,
-        "--today",
-        "2026-08-04",
-    ];
-    // Without the key the held month cannot be rewritten: an error, and nothing changes.
-    let before = f.tree();
-    let out = evn_env(&args, &[], &["EVN_DATA_KEY_FILE"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(f.tree(), before);
-    let out = evn_env(
-        &args,
-        &[("EVN_DATA_KEY_FILE", key_file.path().to_str().unwrap())],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let file = f.data.join("cdrs/billing_month=2026-01").join(JAN_A);
-    assert!(
-        evn_store::read_file(&file, &mut |_| {}).is_err(),
-        "still encrypted"
-    );
-    let mut held = Vec::new();
-    evn_store::read_file_with(&file, Some(&keys), &mut |r| held.push(r.call.customer_id)).unwrap();
-    assert_eq!(held, ["K1002", "K1002"]);
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, Some(keys.clone()));
+        f.hold(&["K1002,2026-01,objection,2026-02-21"]);
+        let (c, d, e) = (f.config.to_str().unwrap(), &f.data_arg(), &f.evn_arg());
+        let args = [
+            "retention",
+            "--config",
+            c,
+            "--data",
+            d,
+            "--evn",
+            e,
+            "--today",
+            "2026-08-04",
+        ];
+        // Without the key the held month cannot be rewritten: an error, and nothing changes.
+        let before = f.tree();
+        let out = evn_env(&args, &[], &["EVN_DATA_KEY_FILE"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(f.tree(), before);
+        let out = evn_env(
+            &args,
+            &[("EVN_DATA_KEY_FILE", key_file.path().to_str().unwrap())],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = f.data.join("cdrs/billing_month=2026-01").join(JAN_A);
+        assert!(
+            evn_store::read_file(&file, &mut |_| {}).is_err(),
+            "still encrypted"
+        );
+        let mut held = Vec::new();
+        evn_store::read_file_with(&file, Some(&keys), &mut |r| held.push(r.call.customer_id))
+            .unwrap();
+        assert_eq!(held, ["K1002", "K1002"]);
+    }
 }
 
-fn export(data: &Path, customer: &str, format: &[&str]) -> String {
-    let mut args = vec![
-        "export",
-        "--customer",
-        customer,
-        "--data",
-        data.to_str().unwrap(),
-    ];
+fn export(data: &str, customer: &str, format: &[&str]) -> String {
+    let mut args = vec!["export", "--customer", customer, "--data", data];
     args.extend_from_slice(format);
     let out = evn(&args);
     assert!(
@@ -457,136 +571,142 @@ fn export(data: &Path, customer: &str, format: &[&str]) -> String {
 
 #[test]
 fn export_equals_the_stored_rows_without_counselling_calls() {
-    let f = fixture(None);
-    let expected: Vec<evn_store::StoredCall> = stored_rows(&f.data)
-        .into_iter()
-        .filter(|r| r.call.customer_id == "K1001" && !r.call.counselling)
-        .collect();
-    assert_eq!(expected.len(), 5);
-    let jsonl = export(&f.data, "K1001", &[]);
-    let lines: Vec<serde_json::Value> = jsonl
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), expected.len(), "{jsonl}");
-    for (line, row) in lines.iter().zip(&expected) {
-        let c = &row.call;
-        assert_eq!(line["billing_month"], c.billing_month.to_string());
-        assert_eq!(line["customer_id"], "K1001");
-        assert_eq!(line["cdr_id"], c.cdr_id);
-        assert_eq!(line["called_number"], c.called_number);
-        assert_eq!(line["calling_number"], c.calling_number);
-        assert_eq!(line["duration_s"], c.duration_s);
-        assert_eq!(line["charge_eur"], c.charge_eur.to_string());
-        assert_eq!(
-            line["start_time"]
-                .as_str()
-                .unwrap()
-                .parse::<chrono::DateTime<chrono::Utc>>()
-                .unwrap(),
-            c.start_time
-        );
-        assert_eq!(line["source_offset"], row.source_offset);
-        let provenance = row.provenance.as_ref();
-        assert_eq!(
-            line["source_format"],
-            serde_json::json!(provenance.map(|p| &p.format))
-        );
-        assert_eq!(
-            line["source_record_id"],
-            serde_json::json!(provenance.map(|p| &p.record_id))
-        );
-    }
-    assert!(
-        !jsonl.contains("+498001110111"),
-        "counselling calls are withheld"
-    );
-    let csv = export(&f.data, "K1001", &["--format", "csv"]);
-    let mut csv_lines = csv.lines();
-    assert!(csv_lines
-        .next()
-        .unwrap()
-        .starts_with("billing_month,customer_id,start_time,"));
-    assert_eq!(csv_lines.count(), expected.len());
-    // A customer without data: the header only.
-    assert_eq!(
-        export(&f.data, "K4242", &["--format", "csv"])
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        let expected: Vec<evn_store::StoredCall> = stored_rows(&f.data)
+            .into_iter()
+            .filter(|r| r.call.customer_id == "K1001" && !r.call.counselling)
+            .collect();
+        assert_eq!(expected.len(), 5);
+        let jsonl = export(&f.data_arg(), "K1001", &[]);
+        let lines: Vec<serde_json::Value> = jsonl
             .lines()
-            .count(),
-        1
-    );
-    assert_eq!(export(&f.data, "K4242", &[]), "");
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), expected.len(), "{jsonl}");
+        for (line, row) in lines.iter().zip(&expected) {
+            let c = &row.call;
+            assert_eq!(line["billing_month"], c.billing_month.to_string());
+            assert_eq!(line["customer_id"], "K1001");
+            assert_eq!(line["cdr_id"], c.cdr_id);
+            assert_eq!(line["called_number"], c.called_number);
+            assert_eq!(line["calling_number"], c.calling_number);
+            assert_eq!(line["duration_s"], c.duration_s);
+            assert_eq!(line["charge_eur"], c.charge_eur.to_string());
+            assert_eq!(
+                line["start_time"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .unwrap(),
+                c.start_time
+            );
+            assert_eq!(line["source_offset"], row.source_offset);
+            let provenance = row.provenance.as_ref();
+            assert_eq!(
+                line["source_format"],
+                serde_json::json!(provenance.map(|p| &p.format))
+            );
+            assert_eq!(
+                line["source_record_id"],
+                serde_json::json!(provenance.map(|p| &p.record_id))
+            );
+        }
+        assert!(
+            !jsonl.contains("+498001110111"),
+            "counselling calls are withheld"
+        );
+        let csv = export(&f.data_arg(), "K1001", &["--format", "csv"]);
+        let mut csv_lines = csv.lines();
+        assert!(csv_lines
+            .next()
+            .unwrap()
+            .starts_with("billing_month,customer_id,start_time,"));
+        assert_eq!(csv_lines.count(), expected.len());
+        // A customer without data: the header only.
+        assert_eq!(
+            export(&f.data_arg(), "K4242", &["--format", "csv"])
+                .lines()
+                .count(),
+            1
+        );
+        assert_eq!(export(&f.data_arg(), "K4242", &[]), "");
+    }
 }
 
 #[test]
 fn erase_refuses_while_the_law_needs_the_data_and_succeeds_after() {
-    let f = fixture(None);
-    let before = f.tree();
-    let stored_before = f.stored();
-    let refused = |today: &str, why: &str| {
-        let out = f.run("erase", &["--customer", "K9", "--today", today]);
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        let before = f.tree();
+        let stored_before = f.stored();
+        let refused = |today: &str, why: &str| {
+            let out = f.run("erase", &["--customer", "K9", "--today", today]);
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(err.contains(why), "{err}");
+            assert!(err.contains("nothing was changed"), "{err}");
+            assert_eq!(f.tree(), before, "a refusal changes nothing");
+        };
+        // A current customer is never erased.
+        let out = f.run("erase", &["--customer", "K1001", "--today", "2027-01-01"]);
         assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(err.contains(why), "{err}");
-        assert!(err.contains("nothing was changed"), "{err}");
-        assert_eq!(f.tree(), before, "a refusal changes nothing");
-    };
-    // A current customer is never erased.
-    let out = f.run("erase", &["--customer", "K1001", "--today", "2027-01-01"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("still listed in customers.csv"));
-    // A legal hold.
-    f.hold(&["K9,2026-01,objection of 2026-02-20,2026-02-21"]);
-    refused("2026-07-01", "legal hold on 2026-01");
-    // March billed 2026-04-02: disputable through 2026-05-28 (8 weeks).
-    f.hold(&[]);
-    std::fs::remove_file(f.config.join("legal-holds.csv")).unwrap();
-    refused("2026-05-28", "can be disputed until 2026-05-28");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("still listed in customers.csv"));
+        // A legal hold.
+        f.hold(&["K9,2026-01,objection of 2026-02-20,2026-02-21"]);
+        refused("2026-07-01", "legal hold on 2026-01");
+        // March billed 2026-04-02: disputable through 2026-05-28 (8 weeks).
+        f.hold(&[]);
+        std::fs::remove_file(f.config.join("legal-holds.csv")).unwrap();
+        refused("2026-05-28", "can be disputed until 2026-05-28");
 
-    let out = f.run("erase", &["--customer", "K9", "--today", "2026-05-29"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.contains("erased K9: 3 stored calls, 6 EVN files"),
-        "{out}"
-    );
-    let others: Vec<_> = stored_before
-        .into_iter()
-        .filter(|(_, c)| c != "K9")
-        .collect();
-    assert_eq!(
-        f.stored(),
-        others,
-        "everyone else's rows are untouched, K9's are gone"
-    );
-    for month in ["2026-01", "2026-03"] {
-        assert!(f.evn_files(month).iter().all(|n| !n.starts_with("K9.")));
-        assert!(!f.manifest_customers(month).contains(&"K9".to_owned()));
+        let out = f.run("erase", &["--customer", "K9", "--today", "2026-05-29"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.contains("erased K9: 3 stored calls, 6 EVN files"),
+            "{out}"
+        );
+        let others: Vec<_> = stored_before
+            .into_iter()
+            .filter(|(_, c)| c != "K9")
+            .collect();
+        assert_eq!(
+            f.stored(),
+            others,
+            "everyone else's rows are untouched, K9's are gone"
+        );
+        for month in ["2026-01", "2026-03"] {
+            assert!(f.evn_files(month).iter().all(|n| !n.starts_with("K9.")));
+            assert!(!f.manifest_customers(month).contains(&"K9".to_owned()));
+        }
+        assert_eq!(f.manifest_customers("2026-01"), ["K1001", "K1002"]);
     }
-    assert_eq!(f.manifest_customers("2026-01"), ["K1001", "K1002"]);
 }
 
 #[test]
 fn erase_waits_for_a_month_not_billed_yet() {
-    let f = fixture(None);
-    write_month_file(
-        &f.data,
-        "2026-06",
-        "cdrs+0+x.parquet",
-        &[privacy_call("K9", "2026-06", 1, false)],
-        None,
-    );
-    let out = f.run(
-        "erase",
-        &["--customer", "K9", "--today", "2026-07-01", "--dry-run"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("2026-06 holds their calls and is not billed yet"));
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        write_month_file(
+            &f.data,
+            "2026-06",
+            "cdrs+0+x.parquet",
+            &[privacy_call("K9", "2026-06", 1, false)],
+            None,
+        );
+        let out = f.run(
+            "erase",
+            &["--customer", "K9", "--today", "2026-07-01", "--dry-run"],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("2026-06 holds their calls and is not billed yet"));
+    }
 }
 
 /// Issue #8: retention killed with SIGKILL at every moment of its run (increasing delays
@@ -595,8 +715,8 @@ fn erase_waits_for_a_month_not_billed_yet() {
 /// deletion, once with a legal hold (the month's files rewritten).
 #[test]
 fn retention_killed_at_any_moment_never_shows_a_half_deleted_month() {
-    for hold in [false, true] {
-        let f = fixture(None);
+    for (mode, hold) in [(Local, false), (Local, true), (Url, false), (Url, true)] {
+        let f = fixture_in(mode, None);
         // Many files, so that a run takes long enough to be interrupted inside the month.
         for i in 0..120u32 {
             write_month_file(
@@ -632,7 +752,7 @@ fn retention_killed_at_any_moment_never_shows_a_half_deleted_month() {
         let march = f
             .tree()
             .into_iter()
-            .filter(|(k, _)| k.contains("2026-03"))
+            .filter(|(k, _)| k.contains("2026-03") && !k.ends_with('/'))
             .count();
         let (mut kills, mut mid_way) = (0, 0);
         let mut delay = Duration::from_millis(2);
@@ -643,9 +763,9 @@ fn retention_killed_at_any_moment_never_shows_a_half_deleted_month() {
                     "--config",
                     f.config.to_str().unwrap(),
                     "--data",
-                    f.data.to_str().unwrap(),
+                    &f.data_arg(),
                     "--evn",
-                    f.evn.to_str().unwrap(),
+                    &f.evn_arg(),
                     "--today",
                     "2026-09-01",
                 ])
@@ -661,12 +781,12 @@ fn retention_killed_at_any_moment_never_shows_a_half_deleted_month() {
             let now = january(&f);
             assert!(
                 now == before || now == after,
-                "hold {hold}, killed after {delay:?}: January shows {} of {} rows",
+                "{mode:?}, hold {hold}, killed after {delay:?}: January shows {} of {} rows",
                 now.len(),
                 before.len()
             );
             if finished {
-                assert!(status.success(), "hold {hold}: {status}");
+                assert!(status.success(), "{mode:?}, hold {hold}: {status}");
                 break;
             }
             kills += 1;
@@ -679,15 +799,24 @@ fn retention_killed_at_any_moment_never_shows_a_half_deleted_month() {
         }
         // Whatever the last kill left, the next run finishes it and the result is the same.
         f.retention("2026-09-01");
-        assert_eq!(january(&f), after, "hold {hold}");
-        let tree = f.tree();
+        assert_eq!(january(&f), after, "{mode:?}, hold {hold}");
+        let mut tree = f.tree();
+        // object_store's `file://` writes a PUT or copy to `<name>#<n>` and renames it: a
+        // killed one leaves that file, which its listings skip (S3 has no such thing). Only
+        // objects count here.
+        tree.retain(|k, _| !k.contains('#') && !k.ends_with('/'));
         assert!(
             tree.keys().all(|k| !k.contains(".deleting-")
                 && !k.contains(".rewriting-")
-                && !k.contains("privacy-tmp")),
+                && !k.contains("privacy-tmp")
+                && !k.contains("_change.json")
+                && !k.contains("_rewrite")
+                && !k.contains("_deleting")),
             "{tree:?}"
         );
         assert_eq!(tree.keys().filter(|k| k.contains("2026-03")).count(), march);
-        eprintln!("hold {hold}: {kills} runs killed, {mid_way} after January had changed");
+        eprintln!(
+            "{mode:?}, hold {hold}: {kills} runs killed, {mid_way} after January had changed"
+        );
     }
 }

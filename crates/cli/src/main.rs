@@ -170,18 +170,6 @@ fn usage(error: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-/// Refuses an object store URL where a command works on a local folder only (a URL would
-/// otherwise be taken for a relative path).
-pub(crate) fn local_only(command: &str, flag: &str, path: &Path) -> Result<(), Failure> {
-    if path.to_string_lossy().contains("://") {
-        return Err(usage(anyhow::anyhow!(
-            "{flag} {}: `evn {command}` works on a local folder only; object stores are supported by ingest and bill (copy the data to a local folder to run it)",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 pub(crate) fn load_config(dir: &Path) -> Result<Config, Failure> {
     Config::load(dir).map_err(|e| usage(anyhow::anyhow!("configuration error: {e}")))
 }

@@ -9,18 +9,19 @@ use chrono::NaiveDate;
 
 use evn_privacy::{EraseOutcome, ExportFormat, PrivacyError};
 
-use crate::{data_keys, load_config, local_only, Failure};
+use crate::{data_keys, load_config, Failure};
 
 #[derive(clap::Args)]
 pub struct RetentionArgs {
     /// Config directory: `legal-holds.csv` (optional) is read from it.
     #[arg(long)]
     config: PathBuf,
+    /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: PathBuf,
-    /// The EVN output directory of `evn bill` (month folders with manifests).
+    data: evn_store::Location,
+    /// The EVN folder of `evn bill` (month folders with manifests), or its object store URL.
     #[arg(long)]
-    evn: PathBuf,
+    evn: evn_store::Location,
     /// The date to measure against (YYYY-MM-DD); default: today in Europe/Berlin.
     #[arg(long)]
     today: Option<NaiveDate>,
@@ -33,8 +34,9 @@ pub struct RetentionArgs {
 pub struct ExportArgs {
     #[arg(long)]
     customer: String,
+    /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: PathBuf,
+    data: evn_store::Location,
     /// `jsonl` (one JSON object per line) or `csv` (with a header row).
     #[arg(long, default_value = "jsonl")]
     format: ExportFormat,
@@ -47,10 +49,12 @@ pub struct EraseArgs {
     /// Config directory: `customers.csv` and `legal-holds.csv` decide whether erasure is allowed.
     #[arg(long)]
     config: PathBuf,
+    /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: PathBuf,
+    data: evn_store::Location,
+    /// EVN folder or object store URL (as for bill --out).
     #[arg(long)]
-    evn: PathBuf,
+    evn: evn_store::Location,
     /// The date to measure the objection period against; default: today in Europe/Berlin.
     #[arg(long)]
     today: Option<NaiveDate>,
@@ -75,8 +79,6 @@ fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failur
 }
 
 pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
-    local_only("retention", "--data", &args.data)?;
-    local_only("retention", "--evn", &args.evn)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::RetentionOptions {
         data: args.data,
@@ -108,7 +110,6 @@ pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
-    local_only("export", "--data", &args.data)?;
     let keys = data_keys()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let summary = tokio::task::block_in_place(|| {
@@ -140,8 +141,6 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
 }
 
 pub fn erase(args: EraseArgs) -> Result<(), Failure> {
-    local_only("erase", "--data", &args.data)?;
-    local_only("erase", "--evn", &args.evn)?;
     let config = load_config(&args.config)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::EraseOptions {

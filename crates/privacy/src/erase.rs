@@ -3,7 +3,6 @@
 //! [`crate::plan::check_erase`] for the rules).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -11,17 +10,18 @@ use chrono::NaiveDate;
 use evn_config::CustomerDirectory;
 use evn_keys::Keyring;
 use evn_rating::BillingMonth;
+use evn_store::Location;
 
-use crate::evn_dir;
-use crate::fsops;
 use crate::plan::{check_erase, MonthState, Refusal};
 use crate::retention::Action;
+use crate::{data_dir, evn_dir};
 use crate::{LegalHold, PrivacyError};
 
 pub struct EraseOptions {
     pub customer_id: String,
-    pub data: PathBuf,
-    pub evn: PathBuf,
+    /// A local folder or an object store (`s3://…`).
+    pub data: Location,
+    pub evn: Location,
     /// The date in Europe/Berlin the objection period is measured against.
     pub today: NaiveDate,
     pub dry_run: bool,
@@ -41,12 +41,13 @@ pub enum EraseOutcome {
 /// Where a customer has data: per month, whether rows, whether EVN files or manifest entries.
 fn footprint(opts: &EraseOptions) -> Result<BTreeMap<BillingMonth, bool>, PrivacyError> {
     let mut months = BTreeMap::new();
-    for month in evn_store::list_months(&opts.data)? {
+    for month in opts.data.list_months()? {
         let mut found = false;
-        for file in evn_store::list_month_files(&opts.data, month)? {
-            evn_store::read_file_with(&file, opts.keys.as_ref(), &mut |c| {
-                found |= c.call.customer_id == opts.customer_id;
-            })?;
+        for file in opts.data.list_month_files(month)? {
+            opts.data
+                .read_file_with(&file, opts.keys.as_ref(), &mut |c| {
+                    found |= c.call.customer_id == opts.customer_id;
+                })?;
         }
         if found {
             months.insert(month, true);
@@ -56,9 +57,7 @@ fn footprint(opts: &EraseOptions) -> Result<BTreeMap<BillingMonth, bool>, Privac
         let listed = evn_dir::billed(&opts.evn, month)?
             .customers
             .contains(&opts.customer_id);
-        let has_files =
-            !evn_dir::files_of(&evn_dir::month_dir(&opts.evn, month), &opts.customer_id)?
-                .is_empty();
+        let has_files = !evn_dir::files_of(&opts.evn, month, &opts.customer_id)?.is_empty();
         if listed || has_files {
             months.entry(month).or_insert(false);
         }
@@ -90,9 +89,9 @@ pub fn erase(
     for (&month, &has_rows) in &footprint {
         if has_rows {
             let keep = |c: &evn_store::StoredCall| c.call.customer_id != id;
-            let changes = fsops::rewrite_month(
-                &evn_store::month_dir(&opts.data, month),
-                &evn_store::list_month_files(&opts.data, month)?,
+            let changes = data_dir::rewrite_month(
+                &opts.data,
+                month,
                 &keep,
                 opts.keys.as_ref(),
                 opts.dry_run,
@@ -102,19 +101,20 @@ pub fn erase(
                 report(&Action::RewriteData { path, rewrite });
             }
         }
-        let dir = evn_dir::month_dir(&opts.evn, month);
         let keep = |other: &str| other != id;
-        for (path, removed) in evn_dir::filter_manifests(&dir, &keep, opts.dry_run)? {
+        for (path, removed) in evn_dir::filter_manifests(&opts.evn, month, &keep, opts.dry_run)? {
             report(&Action::EditManifest { path, removed });
         }
         // Only this customer's files: anything else in the folder is not ours to judge.
-        let doomed = evn_dir::files_of(&dir, id)?;
-        for path in &doomed {
+        let doomed = evn_dir::files_of(&opts.evn, month, id)?;
+        for e in &doomed {
             evn_files += 1;
-            report(&Action::DeleteEvnFile { path: path.clone() });
+            report(&Action::DeleteEvnFile {
+                path: e.shown.clone(),
+            });
         }
         if !opts.dry_run {
-            evn_dir::remove_entries(&dir, &doomed)?;
+            evn_dir::remove_entries(&opts.evn, month, &doomed)?;
         }
     }
     Ok(EraseOutcome::Erased { rows, evn_files })

@@ -7,7 +7,6 @@
 //! made the call). Their number is reported, so nothing is dropped silently.
 
 use std::io::Write;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use chrono::SecondsFormat;
 use serde::Serialize;
 
 use evn_keys::Keyring;
-use evn_store::StoredCall;
+use evn_store::{Location, StoredCall};
 
 use crate::PrivacyError;
 
@@ -96,7 +95,7 @@ pub struct ExportSummary {
 /// Writes the customer's calls of every stored month to `out`, oldest month first, in the
 /// order of the month's files.
 pub fn export(
-    data: &Path,
+    data: &Location,
     customer_id: &str,
     keys: Option<&Arc<Keyring>>,
     format: ExportFormat,
@@ -114,10 +113,10 @@ pub fn export(
             Sink::Csv(Box::new(w))
         }
     };
-    for month in evn_store::list_months(data)? {
+    for month in data.list_months()? {
         let mut rows = Vec::new();
-        for file in evn_store::list_month_files(data, month)? {
-            evn_store::read_file_with(&file, keys, &mut |call| {
+        for file in data.list_month_files(month)? {
+            data.read_file_with(&file, keys, &mut |call| {
                 if call.call.customer_id == customer_id {
                     rows.push(call);
                 }

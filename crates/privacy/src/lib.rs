@@ -37,6 +37,7 @@
 //!   (56 days) after its send date, inclusive (TKG § 67, DOMAIN.md).
 //! - **Export** withholds calls to counselling services (see [`export`]).
 
+pub mod data_dir;
 mod erase;
 mod error;
 pub mod evn_dir;

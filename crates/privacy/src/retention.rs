@@ -12,11 +12,11 @@ use chrono::NaiveDate;
 
 use evn_keys::Keyring;
 use evn_rating::BillingMonth;
-use evn_store::{CommitRecord, COMMITS_DIR, STAGING_DIR};
+use evn_store::{CommitRecord, Location, COMMITS_DIR, STAGING_DIR};
 
-use crate::evn_dir;
 use crate::fsops::{self, Rewrite};
 use crate::plan::{plan_retention, Decision, MonthPlan, MonthState};
+use crate::{data_dir, evn_dir};
 use crate::{held_customers, LegalHold, PrivacyError};
 
 /// Staging files older than this are debris of a crashed writer: a live writer renames its
@@ -24,8 +24,9 @@ use crate::{held_customers, LegalHold, PrivacyError};
 pub const DEFAULT_STAGING_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub struct RetentionOptions {
-    pub data: PathBuf,
-    pub evn: PathBuf,
+    /// A local folder or an object store (`s3://…`).
+    pub data: Location,
+    pub evn: Location,
     /// The date in Europe/Berlin the six months are measured against.
     pub today: NaiveDate,
     /// Report what would be deleted; change nothing.
@@ -158,8 +159,8 @@ impl fmt::Display for Summary {
 }
 
 /// Months present in the data or the EVN directory, with their send dates.
-pub fn scan(data: &Path, evn: &Path) -> Result<Vec<MonthState>, PrivacyError> {
-    let mut months: BTreeSet<BillingMonth> = evn_store::list_months(data)?.into_iter().collect();
+pub fn scan(data: &Location, evn: &Location) -> Result<Vec<MonthState>, PrivacyError> {
+    let mut months: BTreeSet<BillingMonth> = data.list_months()?.into_iter().collect();
     months.extend(evn_dir::evn_months(evn)?);
     months
         .into_iter()
@@ -179,23 +180,10 @@ pub fn run_retention(
     report: &mut dyn FnMut(&Action),
 ) -> Result<Summary, PrivacyError> {
     let mut summary = Summary::default();
-    let cdrs = opts.data.join(evn_store::CDRS_DIR);
 
-    // 1. Finish what an interrupted run started, before anything new is renamed.
-    let mut leftovers = fsops::finish_leftovers(&cdrs, opts.dry_run)?;
-    leftovers.extend(fsops::finish_leftovers(&opts.evn, opts.dry_run)?);
-    for month in evn_store::list_months(&opts.data)? {
-        leftovers.extend(fsops::finish_leftovers(
-            &evn_store::month_dir(&opts.data, month),
-            opts.dry_run,
-        )?);
-    }
-    for month in evn_dir::evn_months(&opts.evn)? {
-        leftovers.extend(fsops::finish_leftovers(
-            &evn_dir::month_dir(&opts.evn, month),
-            opts.dry_run,
-        )?);
-    }
+    // 1. Finish what an interrupted run started, before anything new is changed.
+    let mut leftovers = data_dir::finish_leftovers(&opts.data, opts.dry_run)?;
+    leftovers.extend(evn_dir::finish_leftovers(&opts.evn, opts.dry_run)?);
     for path in leftovers {
         summary.leftovers_finished += 1;
         report(&Action::FinishLeftover { path });
@@ -241,39 +229,26 @@ fn delete_month(
     summary: &mut Summary,
     report: &mut dyn FnMut(&Action),
 ) -> Result<(), PrivacyError> {
-    let data_dir = evn_store::month_dir(&opts.data, month);
-    if data_dir.exists() {
+    if data_dir::delete_month(&opts.data, month, true)? {
         report(&Action::DeleteMonthData {
             month,
-            path: data_dir.clone(),
+            path: opts.data.month_display(month),
         });
         if !opts.dry_run {
-            fsops::delete_dir(&data_dir)?;
+            data_dir::delete_month(&opts.data, month, false)?;
         }
     }
-    let evn_dir = evn_dir::month_dir(&opts.evn, month);
-    if evn_dir.exists() {
-        summary.evn_files_deleted += count_files(&evn_dir);
+    if evn_dir::evn_months(&opts.evn)?.contains(&month) {
+        summary.evn_files_deleted += evn_dir::count_files(&opts.evn, month)?;
         report(&Action::DeleteMonthEvns {
             month,
-            path: evn_dir.clone(),
+            path: evn_dir::month_shown(&opts.evn, month),
         });
         if !opts.dry_run {
-            fsops::delete_dir(&evn_dir)?;
+            evn_dir::delete_month(&opts.evn, month)?;
         }
     }
     Ok(())
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// A month past retention with legal holds: every row and EVN file of a customer without a
@@ -287,30 +262,26 @@ fn delete_except(
     report: &mut dyn FnMut(&Action),
 ) -> Result<(), PrivacyError> {
     let keep = |c: &evn_store::StoredCall| held.contains(&c.call.customer_id);
-    let changes = fsops::rewrite_month(
-        &evn_store::month_dir(&opts.data, month),
-        &evn_store::list_month_files(&opts.data, month)?,
-        &keep,
-        opts.keys.as_ref(),
-        opts.dry_run,
-    )?;
+    let changes =
+        data_dir::rewrite_month(&opts.data, month, &keep, opts.keys.as_ref(), opts.dry_run)?;
     for (path, rewrite) in changes {
         summary.rows_deleted += rewrite.dropped;
         report(&Action::RewriteData { path, rewrite });
     }
-    let dir = evn_dir::month_dir(&opts.evn, month);
     let keep = |id: &str| held.contains(id);
     // The manifest first: from then on the portal no longer offers the files below.
-    for (path, removed) in evn_dir::filter_manifests(&dir, &keep, opts.dry_run)? {
+    for (path, removed) in evn_dir::filter_manifests(&opts.evn, month, &keep, opts.dry_run)? {
         report(&Action::EditManifest { path, removed });
     }
-    let doomed = evn_dir::files_not_kept(&dir, &keep)?;
-    for path in &doomed {
+    let doomed = evn_dir::files_not_kept(&opts.evn, month, &keep)?;
+    for e in &doomed {
         summary.evn_files_deleted += 1;
-        report(&Action::DeleteEvnFile { path: path.clone() });
+        report(&Action::DeleteEvnFile {
+            path: e.shown.clone(),
+        });
     }
     if !opts.dry_run {
-        evn_dir::remove_entries(&dir, &doomed)?;
+        evn_dir::remove_entries(&opts.evn, month, &doomed)?;
     }
     Ok(())
 }
@@ -380,8 +351,18 @@ fn sweep_staging(
     summary: &mut Summary,
     report: &mut dyn FnMut(&Action),
 ) -> Result<(), PrivacyError> {
-    let needed = needed_by_recovery(&opts.data)?;
-    for writer in read_dirs(&opts.data.join(STAGING_DIR))? {
+    let Location::Local(data) = &opts.data else {
+        // Reported after the fact here: one listing decides, then each object goes.
+        for (path, age_days) in
+            data_dir::sweep_object_staging(&opts.data, opts.staging_max_age, opts.dry_run)?
+        {
+            summary.staging_files_deleted += 1;
+            report(&Action::DeleteStaging { path, age_days });
+        }
+        return Ok(());
+    };
+    let needed = needed_by_recovery(data)?;
+    for writer in read_dirs(&data.join(STAGING_DIR))? {
         let mut removed = false;
         let entries = std::fs::read_dir(&writer).map_err(|e| PrivacyError::io(&writer, e))?;
         let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();

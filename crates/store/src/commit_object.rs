@@ -210,6 +210,24 @@ impl CommitLog {
         let Some(o) = &self.object else {
             return Ok(0);
         };
+        let orphans = self.orphans(age)?;
+        for l in &orphans {
+            o.delete(&l.key)?;
+        }
+        if !orphans.is_empty() {
+            tracing::info!(
+                removed = orphans.len(),
+                "removed staged objects of writers that died before their commit"
+            );
+        }
+        Ok(orphans.len())
+    }
+
+    /// The staged objects [`CommitLog::remove_orphans`] deletes (keys relative to the prefix).
+    pub fn orphans(&self, age: Duration) -> Result<Vec<crate::Listed>, StoreError> {
+        let Some(o) = &self.object else {
+            return Ok(Vec::new());
+        };
         let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
         let staged: Vec<crate::Listed> = o
             .list(STAGING_DIR)?
@@ -217,7 +235,7 @@ impl CommitLog {
             .filter(|l| l.modified < cutoff)
             .collect();
         if staged.is_empty() {
-            return Ok(0);
+            return Ok(staged);
         }
         // Only a partition's latest record can still be rolled forward.
         let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
@@ -244,20 +262,10 @@ impl CommitLog {
                 needed.extend(record.files.into_iter().map(|f| f.staging));
             }
         }
-        let mut removed = 0;
-        for l in staged {
-            if !needed.contains(&l.key) {
-                o.delete(&l.key)?;
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                "removed staged objects of writers that died before their commit"
-            );
-        }
-        Ok(removed)
+        Ok(staged
+            .into_iter()
+            .filter(|l| !needed.contains(&l.key))
+            .collect())
     }
 }
 

@@ -6,6 +6,8 @@
 //!   file appears here only by atomic rename after it was fsynced.
 //! - `_staging/<writer>/...`: files being written; never read by anyone but recovery.
 //! - `_ingest/<topic>/<partition>/<first>.json`: the commit log (see [`commit`]).
+//! - on an object store only, `cdrs/billing_month=YYYY-MM/_change.json` and `_rewrite/`: a
+//!   change of the month's files by retention or erasure (see [`month_change`]).
 //!
 //! The same layout under an object store prefix (`--data s3://bucket/prefix`, see
 //! [`Location`]), where files appear by server-side copy after the commit point instead of by
@@ -15,6 +17,7 @@ pub mod commit;
 pub mod commit_object;
 mod error;
 mod location;
+pub mod month_change;
 mod parquet_io;
 
 pub use commit::{CommitLog, CommitRecord, HeldRecord, PartitionState, StoredHeld};

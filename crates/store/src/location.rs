@@ -104,22 +104,17 @@ impl Location {
         match self {
             Location::Local(p) => crate::list_month_files(p, month),
             Location::Object(o) => {
-                let dir = month_key(month);
-                let mut files: Vec<PathBuf> = o
-                    .list(&dir)?
-                    .into_iter()
-                    .filter(|l| {
-                        let name = l.key.rsplit('/').next().unwrap_or("");
-                        // Only direct children: `cdrs/billing_month=M/<name>`.
-                        l.key.len() == dir.len() + 1 + name.len()
-                            && name.ends_with(".parquet")
-                            && !name.starts_with('.')
-                            && !name.starts_with('_')
-                    })
-                    .map(|l| PathBuf::from(l.key))
-                    .collect();
-                files.sort();
-                Ok(files)
+                // A change record listed here can be finished and deleted before it is read:
+                // then the listing is stale, and the month is listed again.
+                for _ in 0..3 {
+                    if let Some(files) = o.month_files(month)? {
+                        return Ok(files);
+                    }
+                }
+                Err(StoreError::Location {
+                    url: o.display(&month_key(month)),
+                    detail: "the month keeps changing while it is listed; try again".into(),
+                })
             }
         }
     }
@@ -189,7 +184,7 @@ impl fmt::Display for Location {
     }
 }
 
-fn month_key(month: BillingMonth) -> String {
+pub(crate) fn month_key(month: BillingMonth) -> String {
     format!("{CDRS_DIR}/billing_month={month}")
 }
 
@@ -254,7 +249,9 @@ impl ObjectData {
                 std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| bad(e.to_string()))?
-                    .with_fsync(true);
+                    .with_fsync(true)
+                    // Like S3: a month whose last object is deleted is gone from listings.
+                    .with_automatic_cleanup(true);
                 (Arc::new(fs), "")
             }
             "s3" | "s3a" => {
@@ -406,6 +403,52 @@ impl ObjectData {
             .iter()
             .filter_map(|p| p.filename().map(str::to_owned))
             .collect())
+    }
+
+    /// The visible Parquet files of a month, sorted, with a change under way applied (see
+    /// [`crate::month_change`]); None if the listing went stale while it was read.
+    fn month_files(&self, month: BillingMonth) -> Result<Option<Vec<PathBuf>>, StoreError> {
+        let dir = month_key(month);
+        let mut files = Vec::new();
+        let mut changing = false;
+        for l in self.list(&dir)? {
+            // Only direct children: `cdrs/billing_month=M/<name>`.
+            let Some(name) = l.key.strip_prefix(&dir).and_then(|r| r.strip_prefix('/')) else {
+                continue;
+            };
+            if name == crate::month_change::CHANGE_FILE {
+                changing = true;
+            } else if !name.contains('/')
+                && name.ends_with(".parquet")
+                && !name.starts_with('.')
+                && !name.starts_with('_')
+            {
+                files.push(name.to_owned());
+            }
+        }
+        let change = if changing {
+            match crate::month_change::read_change(self, month)? {
+                Some(change) => Some(change),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let mut out: Vec<PathBuf> = files
+            .into_iter()
+            .filter_map(|name| {
+                use crate::month_change::{rewrite_key, FileChange};
+                let key = match change.as_ref().and_then(|c| c.files.get(&name)) {
+                    None => format!("{dir}/{name}"),
+                    Some(FileChange::Replace) => rewrite_key(month, &name),
+                    Some(FileChange::Delete) => return None,
+                };
+                Some(PathBuf::from(key))
+            })
+            .collect();
+        // Sorted by file name, wherever the current version of a file lives.
+        out.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        Ok(Some(out))
     }
 
     fn relative(&self, location: &ObjPath) -> Option<String> {

@@ -1,0 +1,182 @@
+//! The stored traffic data as retention and erasure change it: on a local disk through
+//! [`crate::fsops`] (renames), on an object store through the store's month changes
+//! ([`evn_store::month_change`]: a change record as the commit point, since there is no
+//! rename). Either way a reader sees a month as it was or as it is after the change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use evn_keys::Keyring;
+use evn_rating::BillingMonth;
+use evn_store::month_change::{finish_month_change, Leftover, MonthChangeWriter};
+use evn_store::{CommitLog, Location, StoredCall, WriteOptions};
+
+use crate::fsops::{self, Rewrite};
+use crate::PrivacyError;
+
+/// Finishes what an interrupted run left (a month half deleted or half rewritten); returns
+/// what it found.
+pub fn finish_leftovers(data: &Location, dry_run: bool) -> Result<Vec<PathBuf>, PrivacyError> {
+    let mut found = Vec::new();
+    match data {
+        Location::Local(p) => {
+            found.extend(fsops::finish_leftovers(
+                &p.join(evn_store::CDRS_DIR),
+                dry_run,
+            )?);
+            for month in data.list_months()? {
+                found.extend(fsops::finish_leftovers(
+                    &evn_store::month_dir(p, month),
+                    dry_run,
+                )?);
+            }
+        }
+        Location::Object(o) => {
+            for month in data.list_months()? {
+                match finish_month_change(o, month, dry_run)? {
+                    None => {}
+                    Some(Leftover::Committed(record)) => found.push(record.into()),
+                    Some(Leftover::Uncommitted(keys)) => {
+                        found.extend(keys.into_iter().map(PathBuf::from))
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes a month's traffic data as a whole; false if there was none.
+pub fn delete_month(
+    data: &Location,
+    month: BillingMonth,
+    dry_run: bool,
+) -> Result<bool, PrivacyError> {
+    match data {
+        Location::Local(p) => {
+            let dir = evn_store::month_dir(p, month);
+            if !dir.exists() {
+                return Ok(false);
+            }
+            if !dry_run {
+                fsops::delete_dir(&dir)?;
+            }
+            Ok(true)
+        }
+        Location::Object(o) => {
+            let files = data.list_month_files(month)?;
+            if files.is_empty() {
+                return Ok(false);
+            }
+            if !dry_run {
+                finish_month_change(o, month, false)?;
+                let mut change = MonthChangeWriter::new(o, month);
+                for f in &files {
+                    change.delete(&file_name(f));
+                }
+                change.commit()?;
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn file_name(f: &std::path::Path) -> String {
+    f.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Rewrites a month keeping only the rows `keep` accepts, as one step for every reader; one
+/// file's rows in memory at a time. Returns each file that loses rows with what it keeps
+/// (shown as a path or URL). Nothing to drop, or `dry_run`: nothing is written.
+pub fn rewrite_month(
+    data: &Location,
+    month: BillingMonth,
+    keep: &dyn Fn(&StoredCall) -> bool,
+    keys: Option<&Arc<Keyring>>,
+    dry_run: bool,
+) -> Result<Vec<(PathBuf, Rewrite)>, PrivacyError> {
+    let o = match data {
+        Location::Local(p) => {
+            return fsops::rewrite_month(
+                &evn_store::month_dir(p, month),
+                &data.list_month_files(month)?,
+                keep,
+                keys,
+                dry_run,
+            )
+        }
+        Location::Object(o) => o,
+    };
+    // A change an interrupted run left is finished first (erasure runs without retention's
+    // leftover step); in a dry run the listing shows the month as that change leaves it.
+    if !dry_run {
+        finish_month_change(o, month, false)?;
+    }
+    let files = data.list_month_files(month)?;
+    let mut change = MonthChangeWriter::new(o, month);
+    let mut changes = Vec::new();
+    for file in &files {
+        let mut rows = Vec::new();
+        let mut dropped = 0;
+        data.read_file_with(file, keys, &mut |call| {
+            if keep(&call) {
+                rows.push(call);
+            } else {
+                dropped += 1;
+            }
+        })?;
+        if dropped == 0 {
+            continue;
+        }
+        let shown = PathBuf::from(o.display(&file.to_string_lossy()));
+        if !dry_run {
+            let name = file_name(file);
+            if rows.is_empty() {
+                change.delete(&name);
+            } else {
+                let options = WriteOptions {
+                    keys: keys.cloned(),
+                    ..WriteOptions::default()
+                };
+                let bytes = evn_store::encode_file(&shown, &rows, options)?;
+                change.replace(&name, bytes.into())?;
+            }
+        }
+        changes.push((
+            shown,
+            Rewrite {
+                kept: rows.len(),
+                dropped,
+            },
+        ));
+    }
+    change.commit()?;
+    Ok(changes)
+}
+
+/// On an object store, staged objects of ingest writers that died before their commit, older
+/// than `max_age` and named by no partition's latest commit record: shown with their age in
+/// days, deleted unless `dry_run`. Local folders: see [`crate::retention`].
+pub fn sweep_object_staging(
+    data: &Location,
+    max_age: Duration,
+    dry_run: bool,
+) -> Result<Vec<(PathBuf, u64)>, PrivacyError> {
+    let Location::Object(o) = data else {
+        return Ok(Vec::new());
+    };
+    let log = CommitLog::open_at(data, "evn-retention")?;
+    let now = chrono::Utc::now();
+    let mut swept = Vec::new();
+    for l in log.orphans(max_age)? {
+        if !dry_run {
+            o.delete(&l.key)?;
+        }
+        let days = (now - l.modified).num_days().max(0) as u64;
+        swept.push((PathBuf::from(o.display(&l.key)), days));
+    }
+    Ok(swept)
+}

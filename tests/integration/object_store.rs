@@ -1,10 +1,12 @@
 //! Issue #9, object storage: `--data` and `--out` as URLs. `file://` goes through the object
 //! store protocol (no rename: conditional PUT of the commit record, copy after the commit
 //! point) on a local folder, so separate processes share it as they would share a bucket.
+//! `s3://` goes to a real S3 server over HTTP: moto's (`moto_server`, installed by
+//! scripts/test.sh from PyPI), which implements the conditional PUT the commit needs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
@@ -260,4 +262,208 @@ fn issue_9_an_unsupported_storage_scheme_is_a_usage_error() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("not supported"), "{args:?}: {stderr}");
     }
+}
+
+/// A moto S3 server on loopback with one bucket, `evn`; killed on drop.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3Server {
+    /// None if moto is not installed (scripts/test.sh installs it).
+    fn start() -> Option<S3Server> {
+        let port = free_port();
+        // `python3 -m`: pip's script folder need not be on PATH.
+        let python = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .output()
+            .ok()?;
+        if !python.status.success() {
+            return None;
+        }
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            // CreateBucket: `PUT /evn` (moto does not check signatures).
+            if let Ok(status) = http_put(port, "/evn") {
+                assert_eq!(status, 200, "CreateBucket");
+                return Some(server);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What the binary needs to reach the server (README "Object storage").
+    fn env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("AWS_ACCESS_KEY_ID", "evn-test"),
+            ("AWS_SECRET_ACCESS_KEY", "evn-test-secret"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", &self.endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+    }
+
+    /// The test's own reader of `s3://evn/<prefix>`.
+    fn location(&self, prefix: &str) -> evn_store::Location {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("evn")
+            .with_region("us-east-1")
+            .with_access_key_id("evn-test")
+            .with_secret_access_key("evn-test-secret")
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        evn_store::Location::Object(evn_store::ObjectData::new(
+            std::sync::Arc::new(s3),
+            prefix,
+            &format!("s3://evn/{prefix}"),
+        ))
+    }
+}
+
+fn http_put(port: u16, path: &str) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        tcp,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = String::new();
+    tcp.read_to_string(&mut head)?;
+    head.get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {head:?}")))
+}
+
+fn stored_ids_in(location: &evn_store::Location) -> BTreeMap<(String, String), usize> {
+    let mut ids = BTreeMap::new();
+    for month in location.list_months().unwrap() {
+        for row in location.read_month_with(month, None).unwrap() {
+            *ids.entry((row.call.switch_id, row.call.cdr_id))
+                .or_default() += 1;
+        }
+    }
+    ids
+}
+
+/// Issue #9 against a real S3 protocol server: ingest killed once stores every CDR exactly
+/// once (commit records by `If-None-Match: *`), bill reads and writes the bucket, serve serves
+/// from it to the owner only, and retention deletes the month from both prefixes.
+#[test]
+fn issue_9_against_an_s3_server_ingest_bill_serve_and_retention() {
+    use evn_store::Location;
+    let Some(s3) = S3Server::start() else {
+        eprintln!("SKIPPED: moto is not installed (scripts/test.sh installs it)");
+        return;
+    };
+    const N: usize = 10_000;
+    let (broker, dir, _) = backlog("s3cdrs", N, "s3-");
+    let (data, out) = ("s3://evn/prod", "s3://evn/out");
+    let mut child = ingest_url(&broker, "s3cdrs", data, "2")
+        .envs(s3.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap(); // SIGKILL: between or inside commits
+    child.wait().unwrap();
+    let o = ingest_url(&broker, "s3cdrs", data, "12")
+        .envs(s3.env())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let prod = s3.location("prod");
+    let ids = stored_ids_in(&prod);
+    assert_eq!(ids.len(), N, "every produced CDR is stored");
+    assert!(ids.values().all(|n| *n == 1), "no CDR is stored twice");
+    let Location::Object(bucket) = &prod else {
+        unreachable!()
+    };
+    assert!(!bucket.list("_ingest/s3cdrs").unwrap().is_empty());
+
+    let config = config_dir();
+    let config = config.to_str().unwrap();
+    let o = evn_env(
+        &[
+            "bill", "--config", config, "--data", data, "--month", "2026-11", "--out", out,
+        ],
+        &s3.env(),
+        &["EVN_DATA_KEY_FILE"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let Location::Object(evns) = s3.location("out") else {
+        unreachable!()
+    };
+    assert!(evns.exists("2026-11/manifest.json").unwrap());
+    let pdf = evns.get("2026-11/K1001.v1.pdf").unwrap().unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+
+    let secret = "s".repeat(40);
+    let mut env: Vec<(&str, &str)> = s3.env().to_vec();
+    env.push(("EVN_PORTAL_SECRET", &secret));
+    let serve = Serve::start(Path::new(out), &[], &env);
+    let token = evn_env(&["token", "--customer", "K1001"], &env, &[]);
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let (status, body) = get_with_token(serve.addr, "/customers/K1001/evn/2026-11.pdf", &token);
+    assert_eq!(status, 200, "{}", serve.log());
+    assert_eq!(body, pdf.to_vec());
+    let (status, _) = get_with_token(serve.addr, "/customers/K1002/evn/2026-11.pdf", &token);
+    assert_eq!(status, 403);
+
+    let o = evn_env(
+        &[
+            "retention",
+            "--config",
+            config,
+            "--data",
+            data,
+            "--evn",
+            out,
+            "--today",
+            "2099-01-01",
+        ],
+        &s3.env(),
+        &["EVN_DATA_KEY_FILE"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("delete traffic data 2026-11"), "{said}");
+    assert!(stored_ids_in(&prod).is_empty());
+    assert!(bucket.list("cdrs").unwrap().is_empty());
+    assert!(evns.list("2026-11").unwrap().is_empty());
+    let (status, _) = get_with_token(serve.addr, "/customers/K1001/evn/2026-11.pdf", &token);
+    assert_eq!(status, 404, "{}", serve.log());
+    drop(dir);
 }

@@ -36,6 +36,10 @@
 //!   calls is not billed yet, or while a bill of theirs is inside the objection period: 8 weeks
 //!   (56 days) after its send date, inclusive (TKG § 67, DOMAIN.md).
 //! - **Export** withholds calls to counselling services (see [`export`]).
+//! - **Object stores** (`--data`/`--evn` as URLs): the same rules; a month's data changes by a
+//!   change record instead of a rename ([`data_dir`], `evn_store::month_change`), an EVN month
+//!   is deleted between a `_deleting.json` mark and its removal ([`evn_dir`]), and stale staged
+//!   objects follow ingest's orphan rule, with this module's 7 days.
 
 pub mod data_dir;
 mod erase;

@@ -159,7 +159,7 @@ pub fn rewrite_month(
 
 /// On an object store, staged objects of ingest writers that died before their commit, older
 /// than `max_age` and named by no partition's latest commit record: shown with their age in
-/// days, deleted unless `dry_run`. Local folders: see [`crate::retention`].
+/// days, deleted unless `dry_run`. Local folders: see `run_retention`.
 pub fn sweep_object_staging(
     data: &Location,
     max_age: Duration,

@@ -15,6 +15,10 @@
 //!   rewritten and others not. On Linux the swap is one `renameat2(RENAME_EXCHANGE)`,
 //!   so readers see the old month or the new one, nothing in between. The next run rolls a
 //!   complete `.rewriting-` folder forward and removes an incomplete one.
+//! - A file that ingest commits into the month while it is rewritten (a very late CDR) lands
+//!   in the old folder; after the swap it is moved into the new one, so it is not lost with
+//!   the old folder. (A run killed between the swap and that move loses it: a window of one
+//!   directory listing.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,7 +140,7 @@ fn finish_rewrite(staging: &Path, target: &Path) -> Result<(), PrivacyError> {
     if !staging.join(COMPLETE_MARK).exists() {
         return remove_all(staging);
     }
-    swap_in(staging, target)
+    swap_in(staging, target, None)
 }
 
 /// The new month in place of the old one. On Linux one `renameat2(RENAME_EXCHANGE)` swaps the
@@ -144,7 +148,7 @@ fn finish_rewrite(staging: &Path, target: &Path) -> Result<(), PrivacyError> {
 /// mark, which is exactly what the next run removes if this one dies now. Elsewhere (or on a
 /// file system without the exchange) two renames, with an instant in which the month is
 /// absent, never mixed.
-fn swap_in(staging: &Path, target: &Path) -> Result<(), PrivacyError> {
+fn swap_in(staging: &Path, target: &Path, planned: Option<&[PathBuf]>) -> Result<(), PrivacyError> {
     let dir = parent(target);
     #[cfg(target_os = "linux")]
     if target.exists() {
@@ -155,6 +159,9 @@ fn swap_in(staging: &Path, target: &Path) -> Result<(), PrivacyError> {
                 let mark = target.join(COMPLETE_MARK);
                 std::fs::remove_file(&mark).map_err(|e| PrivacyError::io(&mark, e))?;
                 sync(target)?;
+                if let Some(planned) = planned {
+                    rescue_late_files(staging, target, planned)?;
+                }
                 return remove_all(staging);
             }
             Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
@@ -172,7 +179,42 @@ fn swap_in(staging: &Path, target: &Path) -> Result<(), PrivacyError> {
     sync(dir)?;
     let mark = target.join(COMPLETE_MARK);
     std::fs::remove_file(&mark).map_err(|e| PrivacyError::io(&mark, e))?;
-    sync(target)
+    sync(target)?;
+    match planned {
+        Some(planned) if old.exists() => rescue_late_files(&old, target, planned),
+        _ => Ok(()),
+    }
+}
+
+/// Moves files that appeared in the old month folder after the rewrite was planned (committed
+/// by ingest meanwhile; `planned` lists the files the rewrite read) into the new one.
+fn rescue_late_files(old: &Path, target: &Path, planned: &[PathBuf]) -> Result<(), PrivacyError> {
+    let planned: std::collections::BTreeSet<&std::ffi::OsStr> =
+        planned.iter().filter_map(|p| p.file_name()).collect();
+    let entries = std::fs::read_dir(old).map_err(|e| PrivacyError::io(old, e))?;
+    let mut moved = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| PrivacyError::io(old, e))?;
+        let name = entry.file_name();
+        let late = entry.file_type().is_ok_and(|t| t.is_file())
+            && !name.to_string_lossy().starts_with('.')
+            && !planned.contains(name.as_os_str())
+            && !target.join(&name).exists();
+        if late {
+            std::fs::rename(entry.path(), target.join(&name))
+                .map_err(|e| PrivacyError::io(&entry.path(), e))?;
+            moved += 1;
+        }
+    }
+    if moved > 0 {
+        sync(target)?;
+        tracing::warn!(
+            month = %target.display(),
+            files = moved,
+            "files committed while the month was rewritten were kept"
+        );
+    }
+    Ok(())
 }
 
 /// Rewrites a month folder's Parquet files keeping only the rows `keep` accepts, as one step
@@ -249,7 +291,7 @@ pub fn rewrite_month(
     }
     sync(&staging)?;
     replace_file(&staging.join(COMPLETE_MARK), b"")?;
-    swap_in(&staging, month_dir)?;
+    swap_in(&staging, month_dir, Some(files))?;
     remove_all(&parent(month_dir).join(format!("{DELETING_PREFIX}{name}")))?;
     Ok(changes)
 }
@@ -264,4 +306,71 @@ fn link_or_copy(file: &Path, staging: &Path) -> Result<(), PrivacyError> {
     std::fs::copy(file, &to)
         .and_then(|_| std::fs::File::open(&to)?.sync_all())
         .map_err(|e| PrivacyError::io(&to, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(customer: &str, offset: i64) -> StoredCall {
+        StoredCall {
+            call: evn_rating::RatedCall {
+                cdr_id: format!("fra1-{offset}"),
+                switch_id: "fra1".into(),
+                customer_id: customer.into(),
+                calling_number: "+493012345".into(),
+                called_number: "+4915112345678".into(),
+                start_time: "2026-01-10T10:00:00Z".parse().unwrap(),
+                duration_s: 60,
+                zone: "mobile".into(),
+                charge_eur: rust_decimal::Decimal::new(1490, 4),
+                billing_month: "2026-01".parse().unwrap(),
+                plan: "office_basic".into(),
+                shortened: false,
+                counselling: false,
+            },
+            source_topic: "cdrs".into(),
+            source_partition: 0,
+            source_offset: offset,
+            provenance: None,
+        }
+    }
+
+    /// A file ingest commits into the month while retention rewrites it is kept; a file the
+    /// rewrite emptied stays deleted.
+    #[test]
+    fn a_file_committed_during_a_rewrite_is_not_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let month = tmp.path().join("billing_month=2026-01");
+        std::fs::create_dir_all(&month).unwrap();
+        let write = |path: &Path, rows: &[StoredCall]| {
+            evn_store::write_file(path, rows, WriteOptions::default()).unwrap();
+        };
+        write(&month.join("a.parquet"), &[call("K1", 1), call("K2", 2)]);
+        write(&month.join("b.parquet"), &[call("K1", 3)]);
+        let files = vec![month.join("a.parquet"), month.join("b.parquet")];
+        let late = month.join("late.parquet");
+        let keep = |c: &StoredCall| {
+            // Ingest commits a file while the rewrite reads the month.
+            if !late.exists() {
+                write(&late, &[call("K1", 9)]);
+            }
+            c.call.customer_id == "K2"
+        };
+        let changes = rewrite_month(&month, &files, &keep, None, false).unwrap();
+        assert_eq!(changes.len(), 2);
+        let mut names: Vec<String> = std::fs::read_dir(&month)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.parquet", "late.parquet"]);
+        let mut offsets = Vec::new();
+        for f in ["a.parquet", "late.parquet"] {
+            evn_store::read_file(&month.join(f), &mut |c| offsets.push(c.source_offset)).unwrap();
+        }
+        assert_eq!(offsets, [2, 9]);
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "only the month folder");
+    }
 }

@@ -3,7 +3,8 @@
 //! `evn_billing::run` on all cores in a child process (so its peak RSS is the billing run's
 //! alone): customers/s, pages/s, wall time, peak RSS. `EVN_BENCH_SCALE=0.01` bills 2,000
 //! customers for a quick run. Every customer has the EVN on (one PDF and one CSV each), every
-//! third with shortened numbers.
+//! third with shortened numbers. Then the month is billed again over the same data (a re-run:
+//! every EVN unchanged), for its time and peak RSS.
 //! Issue #7 targets: ≤ 10 minutes and ≤ 512 MiB peak RSS for 200,000 × 25 on 2 cores; pages/s
 //! ≥ 4 × ReportLab (one process) rendering the same rows.
 
@@ -87,6 +88,25 @@ fn main() {
             &evn_benches::scaled(300, 20).to_string(),
         ],
     );
+    // The month billed again over the same data (what a re-run after late CDRs costs for the
+    // customers without them): every EVN unchanged; the manifest is read and kept as it is.
+    let mut rerun = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(CHILD_ENV, tmp.path())
+        .spawn()
+        .expect("start the second billing child");
+    let (status, rerun_wall, rerun_rss) = evn_benches::wait_with_peak_rss(&mut rerun);
+    assert!(status.success(), "second billing child failed: {status}");
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).expect("child result")).expect("json");
+    assert_eq!(
+        again["pages"].as_u64(),
+        Some(0),
+        "a re-run renders nothing new"
+    );
+    println!(
+        "bill: re-run over unchanged data: {:.1} s, peak RSS {rerun_rss:.0} MiB",
+        again["run_s"].as_f64().unwrap_or(f64::NAN)
+    );
     let vs_reportlab = reportlab["pages_per_s"]
         .as_f64()
         .map(|p| pages as f64 / secs / p);
@@ -123,6 +143,11 @@ fn main() {
         "pdf_bytes_per_page": pdf_bytes as f64 / pages.max(1) as f64,
         "cpu_s": child["cpu_s"],
         "peak_rss_mib": peak_rss,
+        "rerun_unchanged": {
+            "run_s": again["run_s"],
+            "child_wall_s": rerun_wall.as_secs_f64(),
+            "peak_rss_mib": rerun_rss,
+        },
         "cores": cores,
         "targets": { "run_s_max_full_scale": 600, "peak_rss_mib_max": 512 },
     });

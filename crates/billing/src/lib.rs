@@ -787,10 +787,15 @@ pub fn run_at(
         .map_or_else(|| MANIFEST_FILE.to_owned(), Shard::manifest_name);
     let manifest_path = dir.join(&manifest_name);
     let own = Manifest::read(&manifest_path)?;
-    // Version history may live in the merged manifest or any shard manifest (a customer moves
-    // between shards when N changes): take each customer's newest entry.
+    // Version history may also live in another manifest of the month, merged or shard (a
+    // customer moves between shards when N changes): each customer's newest entry there. The
+    // run's own manifest is not copied in: a re-run of 200,000 customers would hold every
+    // entry twice (~2 KB each).
     let mut history: HashMap<String, CustomerEntry> = HashMap::new();
     for path in manifest::manifests_in(&dir)? {
+        if path == manifest_path {
+            continue;
+        }
         if let Some(m) = Manifest::read(&path)? {
             for (id, entry) in m.customers {
                 if history.get(&id).is_none_or(|e| e.version < entry.version) {
@@ -799,6 +804,15 @@ pub fn run_at(
             }
         }
     }
+    let own_customers = own.as_ref().map(|m| &m.customers).filter(|c| !c.is_empty());
+    // A customer's newest entry in any manifest of the month.
+    let previous = |id: &str| -> Option<&CustomerEntry> {
+        let mine = own_customers.and_then(|c| c.get(id));
+        match (mine, history.get(id)) {
+            (Some(a), Some(b)) => Some(if b.version > a.version { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    };
     let on_disk = versions_on_disk(&dir)?;
 
     let total = selected.len();
@@ -826,7 +840,7 @@ pub fn run_at(
                         &dir,
                         &id,
                         calls,
-                        history.get(&id),
+                        previous(&id),
                         on_disk.get(&id).copied().unwrap_or(0),
                         opts.created,
                         opts.keys.as_deref(),
@@ -889,9 +903,9 @@ pub fn run_at(
     // entries (read back one at a time while the manifest is written), else the manifest's
     // own, else (an unchanged customer recorded in another manifest, the shard layout
     // changed) the newest one elsewhere.
-    let own_customers = own.map(|m| m.customers).unwrap_or_default();
     let mut customers: BTreeMap<&str, manifest::EntrySource<'_>> = own_customers
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|(id, e)| (id.as_str(), manifest::EntrySource::Kept(e)))
         .collect();
     let mut changed = false;
@@ -933,8 +947,8 @@ pub fn run_at(
         output::sync_dir(&dir)?;
     }
     drop(customers);
-    drop(own_customers);
     drop(history);
+    drop(own);
     billed?;
 
     reports.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));

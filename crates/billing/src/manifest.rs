@@ -89,8 +89,8 @@ pub struct VersionEntry {
 
 impl Manifest {
     pub fn read(path: &Path) -> Result<Option<Manifest>, BillError> {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(BillError::Io {
@@ -99,11 +99,19 @@ impl Manifest {
                 })
             }
         };
-        serde_json::from_slice(&text)
+        // Parsed from a buffered reader: the text of a large month's manifest (~1 KB per
+        // customer) is never in memory next to its parsed entries.
+        serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, file))
             .map(Some)
-            .map_err(|e| BillError::Manifest {
-                path: path.to_owned(),
-                detail: e.to_string(),
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Io => BillError::Io {
+                    path: path.to_owned(),
+                    source: e.into(),
+                },
+                _ => BillError::Manifest {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                },
             })
     }
 }

@@ -180,7 +180,11 @@ fn ingest(
     bytes: u64,
 ) -> serde_json::Value {
     let data = work.join(format!("data-{procs}"));
-    let group = format!("bench-ingest-{procs}-{}", std::process::id());
+    // A fresh group per run: a group whose offsets an earlier run committed would start at the
+    // topic's end while the data folder is new.
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let group = format!("bench-ingest-{procs}-{}-{run}", std::process::id());
     let start = Instant::now();
     let mut children: Vec<Child> = (0..procs)
         .map(|p| {

@@ -15,12 +15,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than glibc's malloc: ingest allocates and frees a few small strings per
-/// CDR, and glibc's malloc/free were 15–20 % of its CPU (issue #7). librdkafka (C) keeps
-/// glibc's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use evn_config::Config;
 use evn_rating::BillingMonth;
 

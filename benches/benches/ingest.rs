@@ -10,6 +10,10 @@
 //!    figures subtract the 0.5 s idle wait (the exit comes 0.5–1.0 s after the last record, so
 //!    this still counts up to 0.5 s of waiting against us). Peak RSS is each child's `VmHWM`.
 //!
+//! For quicker comparisons: `EVN_BENCH_PEERS=0` skips kcat and the Python script,
+//! `EVN_BENCH_INGEST_RUNS=1,1,2` chooses the ingest runs (processes per run; default `1,2`);
+//! the JSON then has `runs` (and `one_process`/`two_processes` from the first of each kind).
+//!
 //! Issue #7 targets: ≥ 400,000 CDRs/s one process, ≥ 700,000 two; ≥ 0.5 × kcat, ≥ 7 × the
 //! Python script; peak RSS ≤ 256 MiB with a 2 M backlog over 14 months.
 
@@ -176,7 +180,11 @@ fn ingest(
     bytes: u64,
 ) -> serde_json::Value {
     let data = work.join(format!("data-{procs}"));
-    let group = format!("bench-ingest-{procs}-{}", std::process::id());
+    // A fresh group per run: a group whose offsets an earlier run committed would start at the
+    // topic's end while the data folder is new.
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let group = format!("bench-ingest-{procs}-{}-{run}", std::process::id());
     let start = Instant::now();
     let mut children: Vec<Child> = (0..procs)
         .map(|p| {
@@ -328,16 +336,35 @@ fn main() {
     );
     let _ = std::fs::remove_file(&file);
 
-    let kcat_bin = find_kcat();
+    let peers = std::env::var("EVN_BENCH_PEERS").map_or(true, |v| v != "0");
+    let procs_per_run: Vec<usize> = std::env::var("EVN_BENCH_INGEST_RUNS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 2]);
+    let kcat_bin = if peers { find_kcat() } else { None };
     let mut kcat_runs = Vec::new();
     if let Some(bin) = kcat_bin {
         kcat_runs.push(kcat(bin, &broker, n));
-    } else {
+    } else if peers {
         println!("  kcat not found (apt-get install kcat): peer skipped");
     }
-    let one = ingest(&evn, &broker, &config, tmp.path(), 1, n, bytes);
-    let two = ingest(&evn, &broker, &config, tmp.path(), 2, n, bytes);
-    let python = python_peer(&broker, &config, tmp.path(), n);
+    let runs: Vec<serde_json::Value> = procs_per_run
+        .iter()
+        .map(|&p| ingest(&evn, &broker, &config, tmp.path(), p, n, bytes))
+        .collect();
+    let first_of = |p: u64| {
+        runs.iter()
+            .find(|r| r["processes"].as_u64() == Some(p))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (one, two) = (first_of(1), first_of(2));
+    let python = if peers {
+        python_peer(&broker, &config, tmp.path(), n)
+    } else {
+        serde_json::json!({ "skipped": "EVN_BENCH_PEERS=0" })
+    };
     if let Some(bin) = kcat_bin {
         kcat_runs.push(kcat(bin, &broker, n));
     }
@@ -346,14 +373,15 @@ fn main() {
         .iter()
         .filter_map(|k| k["records_per_s"].as_f64())
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    let one_rate = one["cdrs_per_s"].as_f64().expect("rate");
-    let two_rate = two["cdrs_per_s"].as_f64().expect("rate");
+    let one_rate = one["cdrs_per_s"].as_f64();
+    let two_rate = two["cdrs_per_s"].as_f64();
     let py_rate = python["cdrs_per_s"].as_f64();
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let ratios = serde_json::json!({
-        "one_process_vs_kcat": kcat_best.map(|k| one_rate / k),
-        "two_processes_vs_kcat": kcat_best.map(|k| two_rate / k),
-        "one_process_vs_python": py_rate.map(|p| one_rate / p),
-        "two_processes_vs_python": py_rate.map(|p| two_rate / p),
+        "one_process_vs_kcat": ratio(one_rate, kcat_best),
+        "two_processes_vs_kcat": ratio(two_rate, kcat_best),
+        "one_process_vs_python": ratio(one_rate, py_rate),
+        "two_processes_vs_python": ratio(two_rate, py_rate),
     });
     println!("  ratios: {ratios}");
     let result = serde_json::json!({
@@ -366,6 +394,7 @@ fn main() {
         "produce_s": produce_s,
         "one_process": one,
         "two_processes": two,
+        "runs": runs,
         "peers": { "kcat": kcat_runs, "kcat_best_records_per_s": kcat_best, "python_confluent_pyarrow": python },
         "ratios": ratios,
         "targets": {

@@ -6,6 +6,8 @@
 //! `EVN_BENCH_SECS` (10) seconds after a 1 s warm-up: downloads/s, p50/p99 latency.
 //! The load generator runs in this process on one thread (`EVN_BENCH_CLIENT_THREADS`), on the
 //! same 2 cores as the server, so the server gets about one core and a half.
+//! `EVN_BENCH_CONNECTIONS` (default 64, at most 64) drives fewer connections, to see how the
+//! latency grows with the load.
 //! Issue #7 targets: ≥ 3,000 downloads/s, p99 ≤ 25 ms.
 
 use std::io::{BufRead, BufReader};
@@ -239,6 +241,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
+    let connections: usize = std::env::var("EVN_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CONNECTIONS)
+        .clamp(1, CONNECTIONS);
     let tmp = evn_benches::scratch("portal");
     let (out, pages, pdf_bytes) = bill_month(tmp.path());
     println!("portal: billed {CONNECTIONS} customers, {pages} pages and {pdf_bytes} bytes per EVN");
@@ -260,6 +267,7 @@ fn main() {
     let (results, server_cpu) = rt.block_on(async {
         let handles: Vec<_> = tokens
             .iter()
+            .take(connections)
             .enumerate()
             .map(|(c, t)| {
                 let path = format!("/customers/{}/evn/2026-11.pdf", evn_benches::customer_id(c));
@@ -305,7 +313,7 @@ fn main() {
         lat.last().copied().unwrap_or(f64::NAN),
     );
     println!(
-        "portal: {CONNECTIONS} connections, {measured:.0} s: {downloads} downloads = {per_s:.0} downloads/s ({:.0} MB/s), p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms, {errors} errors; server CPU {:.1} s ({:.0} downloads per server CPU-s), client CPU {:.1} s; server peak RSS {:.0} MiB",
+        "portal: {connections} connections, {measured:.0} s: {downloads} downloads = {per_s:.0} downloads/s ({:.0} MB/s), p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms, {errors} errors; server CPU {:.1} s ({:.0} downloads per server CPU-s), client CPU {:.1} s; server peak RSS {:.0} MiB",
         bytes as f64 / measured / 1e6,
         server_cpu.0,
         downloads as f64 / server_cpu.0,
@@ -314,7 +322,7 @@ fn main() {
     );
     let result = serde_json::json!({
         "bench": "portal",
-        "connections": CONNECTIONS,
+        "connections": connections,
         "evn_pages": pages,
         "evn_bytes": pdf_bytes,
         "seconds": measured,

@@ -249,7 +249,13 @@ impl EvnStore {
             return self.object_locate(o, customer, month, format, version);
         }
         let root = self.open_root()?;
-        let Some(versions) = self.versions_in(&root, customer, month)? else {
+        // The month folder is opened once: its manifests and the file are read through the
+        // same descriptor.
+        let Some(dir) = self.open_month(&root, month)? else {
+            return Ok(None);
+        };
+        let dir_path = self.root.join(month.as_str());
+        let Some(versions) = self.versions_in_dir(&dir, &dir_path, customer)? else {
             return Ok(None);
         };
         let Some(info) = versions.get(version.unwrap_or(versions.current)) else {
@@ -258,10 +264,6 @@ impl EvnStore {
         // Only what the manifest records is served: a version without a CSV entry has none,
         // whatever lies on disk under that name.
         let Some(sha256) = info.sha256_of(format).map(str::to_owned) else {
-            return Ok(None);
-        };
-        let dir_path = self.root.join(month.as_str());
-        let Some(dir) = self.open_month(&root, month)? else {
             return Ok(None);
         };
         let name = format.file_name(customer, info.version);
@@ -461,12 +463,21 @@ impl EvnStore {
         let Some(dir) = self.open_month(root, month)? else {
             return Ok(None);
         };
-        let dir_path = self.root.join(month.as_str());
+        self.versions_in_dir(&dir, &self.root.join(month.as_str()), customer)
+    }
+
+    /// [`versions_in`](Self::versions_in) with the month folder already open.
+    fn versions_in_dir(
+        &self,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        customer: &CustomerId,
+    ) -> Result<Option<CustomerVersions>, PortalError> {
         let mut best: Option<CustomerVersions> = None;
         // The merged manifest and any shard manifest not merged yet: each customer's newest
         // entry wins, as in the billing run.
-        for name in self.manifests_in(&dir, &dir_path)?.iter() {
-            let index = self.manifest(&dir, &dir_path.join(name), name)?;
+        for name in self.manifests_in(dir, dir_path)?.iter() {
+            let index = self.manifest(dir, &dir_path.join(name), name)?;
             if let Some(v) = index.get(customer.as_str()) {
                 if best.as_ref().is_none_or(|b| b.current < v.current) {
                     best = Some(v.clone());

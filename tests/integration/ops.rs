@@ -348,3 +348,48 @@ fn a_full_disk_stops_ingest_clearly_and_loses_nothing() {
     );
     assert_exactly_once(&data, N);
 }
+
+/// The commit log in the data folder, not the group's offset in Kafka, says where ingest
+/// resumes: a data folder restored from an older backup (Kafka's group offsets are then
+/// ahead of it) gets the records after the backup again, exactly once, and ingest exits when
+/// idle. Before, it started at the group's offsets, stored nothing and never went idle.
+#[test]
+fn a_data_folder_restored_from_a_backup_gets_what_came_after_the_backup() {
+    let broker = Broker::start(&["restore:4", "restore.dlq:2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (data, backup) = (dir.path().join("data"), dir.path().join("backup"));
+    let batch = |name: &str, n: usize| {
+        let file = dir.path().join(name);
+        write_cdrs(&file, n, name);
+        produce(&broker, "restore", &file);
+    };
+    batch("a-", 3_000);
+    ingest_to_end(&broker, "restore", "g", &data);
+    let copied = Command::new("cp")
+        .args(["-a", data.to_str().unwrap(), backup.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    batch("b-", 2_000);
+    // Flushing every second, so the group's offsets in Kafka (committed after each data
+    // commit, asynchronously, as a hint) reach the end while the member still runs.
+    finish(member(&broker, "restore", &data, Some(4), &[]));
+    assert_exactly_once(&data, 5_000);
+
+    // The disk is lost; the backup from before the second batch comes back.
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::rename(&backup, &data).unwrap();
+    assert_exactly_once(&data, 3_000);
+    let mut child = member(&broker, "restore", &data, Some(2), &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ingest did not finish: it never went idle");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let summary = finish(child);
+    assert_eq!(summary["stored"], 2_000, "{summary}");
+    assert_exactly_once(&data, 5_000);
+}

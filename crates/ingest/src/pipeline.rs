@@ -115,6 +115,11 @@ enum Event {
 struct Ctx {
     events: Mutex<Vec<Event>>,
     health: Arc<Health>,
+    /// Where an assigned partition starts: right after its last commit in the commit log,
+    /// which is the truth. The group's offset in Kafka is only a hint and can be ahead of
+    /// the log (a data folder restored from a backup, a new folder under an old group):
+    /// starting there would skip records that were never stored.
+    log: CommitLog,
 }
 
 fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
@@ -136,6 +141,55 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
+    /// rdkafka's own rebalance, with each assigned partition's start set from the commit log
+    /// before the assignment is made.
+    fn rebalance(
+        &self,
+        base: &rdkafka::consumer::BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::consumer::RebalanceProtocol;
+        use rdkafka::types::RDKafkaRespErr::{
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS as ASSIGN,
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS as REVOKE,
+        };
+        if err == ASSIGN {
+            for (topic, partition) in tps(tpl) {
+                match self.log.recover(&topic, partition) {
+                    Ok(state) => {
+                        let start = Offset::Offset(state.last + 1);
+                        if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
+                            tracing::warn!(%topic, partition, error = %e, "could not set the start offset");
+                        }
+                    }
+                    // The loop recovers the partition again when it handles the assignment,
+                    // and stops with this error there.
+                    Err(e) => {
+                        tracing::warn!(%topic, partition, error = %e, "commit log unreadable")
+                    }
+                }
+            }
+        }
+        let rebalance = match err {
+            ASSIGN => Rebalance::Assign(tpl),
+            REVOKE => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(base, &rebalance);
+        let cooperative = matches!(base.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let result = match (err == ASSIGN, cooperative) {
+            (true, true) => base.incremental_assign(tpl),
+            (true, false) => base.assign(tpl),
+            (false, true) => base.incremental_unassign(tpl),
+            (false, false) => base.unassign(),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "rebalance: the assignment could not be applied");
+        }
+        self.post_rebalance(base, &rebalance);
+    }
+
     // Runs inside `recv()`, on the loop's own task: the loop drains the events before it
     // handles the message that `recv()` returns.
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -373,6 +427,7 @@ impl State {
         let consumer: StreamConsumer<Ctx> = cfg.create_with_context(Ctx {
             events: Mutex::new(Vec::new()),
             health: Arc::clone(&self.opts.health),
+            log: self.log.clone(),
         })?;
         let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;

@@ -17,16 +17,7 @@ fn file_url(dir: &Path) -> String {
 
 /// Every stored (switch_id, cdr_id) read through the object store, with how often.
 fn stored_ids_at(url: &str) -> BTreeMap<(String, String), usize> {
-    let location = evn_store::Location::parse(url).unwrap();
-    let mut ids = BTreeMap::new();
-    for month in location.list_months().unwrap() {
-        for row in location.read_month_with(month, None).unwrap() {
-            assert_eq!(row.call.billing_month, month);
-            *ids.entry((row.call.switch_id, row.call.cdr_id))
-                .or_default() += 1;
-        }
-    }
-    ids
+    stored_ids_in(&evn_store::Location::parse(url).unwrap())
 }
 
 fn ingest_url(broker: &Broker, topic: &str, url: &str, idle: &str) -> Command {
@@ -370,6 +361,7 @@ fn stored_ids_in(location: &evn_store::Location) -> BTreeMap<(String, String), u
     let mut ids = BTreeMap::new();
     for month in location.list_months().unwrap() {
         for row in location.read_month_with(month, None).unwrap() {
+            assert_eq!(row.call.billing_month, month);
             *ids.entry((row.call.switch_id, row.call.cdr_id))
                 .or_default() += 1;
         }

@@ -786,33 +786,9 @@ pub fn run_at(
         .shard
         .map_or_else(|| MANIFEST_FILE.to_owned(), Shard::manifest_name);
     let manifest_path = dir.join(&manifest_name);
-    let own = Manifest::read(&manifest_path)?;
-    // Version history may also live in another manifest of the month, merged or shard (a
-    // customer moves between shards when N changes): each customer's newest entry there. The
-    // run's own manifest is not copied in: a re-run of 200,000 customers would hold every
-    // entry twice (~2 KB each).
-    let mut history: HashMap<String, CustomerEntry> = HashMap::new();
-    for path in manifest::manifests_in(&dir)? {
-        if path == manifest_path {
-            continue;
-        }
-        if let Some(m) = Manifest::read(&path)? {
-            for (id, entry) in m.customers {
-                if history.get(&id).is_none_or(|e| e.version < entry.version) {
-                    history.insert(id, entry);
-                }
-            }
-        }
-    }
-    let own_customers = own.as_ref().map(|m| &m.customers).filter(|c| !c.is_empty());
-    // A customer's newest entry in any manifest of the month.
-    let previous = |id: &str| -> Option<&CustomerEntry> {
-        let mine = own_customers.and_then(|c| c.get(id));
-        match (mine, history.get(id)) {
-            (Some(a), Some(b)) => Some(if b.version > a.version { b } else { a }),
-            (a, b) => a.or(b),
-        }
-    };
+    // Every entry of the month's manifests, this run's own and any other (a customer moves
+    // between shards when N changes): in a temporary file, read back per customer.
+    let old = manifest::OldEntries::load(&dir, &manifest_path, &manifest::manifests_in(&dir)?)?;
     let on_disk = versions_on_disk(&dir)?;
 
     let total = selected.len();
@@ -834,18 +810,24 @@ pub fn run_at(
             let outcomes: Vec<Result<Done, BillError>> = jobs
                 .into_par_iter()
                 .map(|(id, calls)| {
-                    let r = bill_customer(
-                        config,
-                        month,
-                        &dir,
-                        &id,
-                        calls,
-                        previous(&id),
-                        on_disk.get(&id).copied().unwrap_or(0),
-                        opts.created,
-                        opts.keys.as_deref(),
-                        opts.pdf_passwords.as_ref().and_then(|p| p.get(&id)),
-                    );
+                    let previous = old.previous(&id).map_err(|e| BillError::Manifest {
+                        path: dir.join("(manifest entries read back)"),
+                        detail: e.to_string(),
+                    });
+                    let r = previous.and_then(|previous| {
+                        bill_customer(
+                            config,
+                            month,
+                            &dir,
+                            &id,
+                            calls,
+                            previous.as_ref(),
+                            on_disk.get(&id).copied().unwrap_or(0),
+                            opts.created,
+                            opts.keys.as_deref(),
+                            opts.pdf_passwords.as_ref().and_then(|p| p.get(&id)),
+                        )
+                    });
                     let n = done_count.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some(p) = &opts.progress {
                         p(n, total);
@@ -896,17 +878,16 @@ pub fn run_at(
     output::cleanup(&dir);
     // Record whatever was published, even when a later batch failed: a version file on
     // disk is then always in the manifest.
-    let versions_moved = own.as_ref().is_none_or(|m| {
-        m.config_version != config.version || m.counselling_version != config.counselling.version
-    });
+    let versions_moved = old
+        .own_versions()
+        .is_none_or(|(c, l)| c != config.version || l != config.counselling.version);
     // The new manifest's customers, in order, and where each entry comes from: this run's
-    // entries (read back one at a time while the manifest is written), else the manifest's
-    // own, else (an unchanged customer recorded in another manifest, the shard layout
-    // changed) the newest one elsewhere.
-    let mut customers: BTreeMap<&str, manifest::EntrySource<'_>> = own_customers
-        .into_iter()
-        .flatten()
-        .map(|(id, e)| (id.as_str(), manifest::EntrySource::Kept(e)))
+    // entries, else the manifest's own, else (an unchanged customer recorded in another
+    // manifest, the shard layout changed) the newest one elsewhere; all read back one at a
+    // time while the manifest is written.
+    let mut customers: BTreeMap<&str, manifest::EntrySource> = old
+        .own()
+        .map(|(id, at)| (id, manifest::EntrySource::Old(at)))
         .collect();
     let mut changed = false;
     let written = entries.finish()?;
@@ -919,8 +900,8 @@ pub fn run_at(
     }
     for r in &reports {
         if !customers.contains_key(r.customer_id.as_str()) {
-            if let Some(entry) = history.get(&r.customer_id) {
-                customers.insert(&r.customer_id, manifest::EntrySource::Kept(entry));
+            if let Some(at) = old.other(&r.customer_id) {
+                customers.insert(&r.customer_id, manifest::EntrySource::Old(at));
                 changed = true;
             }
         }
@@ -939,6 +920,7 @@ pub fn run_at(
             customers: manifest::CustomersOut {
                 entries: &customers,
                 file: &written,
+                old: &old,
             },
         };
         output::write_atomic(&dir, &manifest_name, |w| {
@@ -947,8 +929,7 @@ pub fn run_at(
         output::sync_dir(&dir)?;
     }
     drop(customers);
-    drop(history);
-    drop(own);
+    drop(old);
     billed?;
 
     reports.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));

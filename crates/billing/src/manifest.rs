@@ -6,7 +6,7 @@
 //! portal) ignore fields they do not know; this crate refuses them, so that an older `evn`
 //! never rewrites a newer manifest and drops what it did not understand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -224,11 +224,11 @@ impl WrittenEntries {
 }
 
 /// Where an entry of the manifest being written comes from.
-pub(crate) enum EntrySource<'a> {
+pub(crate) enum EntrySource {
     /// Written by this run, in the [`WrittenEntries`].
     New(EntryAt),
-    /// Taken over from a manifest read at the start.
-    Kept(&'a CustomerEntry),
+    /// Taken over from a manifest read at the start, in the [`OldEntries`].
+    Old(EntryAt),
 }
 
 /// [`Manifest`] as written, its customers' entries read back one at a time: the same JSON,
@@ -246,8 +246,9 @@ pub(crate) struct ManifestOut<'a> {
 }
 
 pub(crate) struct CustomersOut<'a> {
-    pub entries: &'a BTreeMap<&'a str, EntrySource<'a>>,
+    pub entries: &'a BTreeMap<&'a str, EntrySource>,
     pub file: &'a WrittenEntries,
+    pub old: &'a OldEntries,
 }
 
 impl Serialize for CustomersOut<'_> {
@@ -259,6 +260,7 @@ impl Serialize for CustomersOut<'_> {
                 EntryOut {
                     source,
                     file: self.file,
+                    old: self.old,
                 },
             )
         }))
@@ -266,20 +268,134 @@ impl Serialize for CustomersOut<'_> {
 }
 
 struct EntryOut<'a> {
-    source: &'a EntrySource<'a>,
+    source: &'a EntrySource,
     file: &'a WrittenEntries,
+    old: &'a OldEntries,
 }
 
 impl Serialize for EntryOut<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.source {
-            EntrySource::Kept(entry) => entry.serialize(serializer),
-            EntrySource::New(at) => self
-                .file
-                .read(*at)
-                .map_err(|e| S::Error::custom(format!("manifest entry read back: {e}")))?
-                .serialize(serializer),
+        let entry = match self.source {
+            EntrySource::New(at) => self.file.read(*at),
+            EntrySource::Old(at) => self.old.read(*at),
+        };
+        entry
+            .map_err(|e| S::Error::custom(format!("manifest entry read back: {e}")))?
+            .serialize(serializer)
+    }
+}
+
+/// The entries of the month's existing manifests (the run's own and any other, merged or
+/// shard), in an unnamed temporary file, read back one at a time: a re-run of 200,000
+/// customers held them as ~400 MB of values. In memory: where each entry is, and its version.
+pub(crate) struct OldEntries {
+    file: File,
+    /// The run's own manifest: each customer's entry.
+    own: HashMap<String, (EntryAt, u32)>,
+    /// The other manifests of the month: each customer's newest entry.
+    other: HashMap<String, (EntryAt, u32)>,
+    /// The own manifest's config and counselling list versions.
+    own_versions: Option<(String, String)>,
+}
+
+/// What a manifest is read as here: entries kept as their JSON text.
+#[derive(Deserialize)]
+struct RawManifest {
+    config_version: String,
+    counselling_version: String,
+    customers: BTreeMap<String, Box<serde_json::value::RawValue>>,
+}
+
+impl OldEntries {
+    /// Reads `manifests` (one of them may be `own`) one at a time; every entry is checked
+    /// as a [`CustomerEntry`] here, so a damaged manifest stops the run before it bills.
+    pub fn load(dir: &Path, own: &Path, manifests: &[PathBuf]) -> Result<OldEntries, BillError> {
+        let file = tempfile::tempfile_in(dir).map_err(|e| BillError::io(dir, e))?;
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let mut len = 0u64;
+        let (mut own_entries, mut other) = (HashMap::new(), HashMap::new());
+        let mut own_versions = None;
+        for path in manifests {
+            let bad = |detail: String| BillError::Manifest {
+                path: path.clone(),
+                detail,
+            };
+            let f = match File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(BillError::io(path, e)),
+            };
+            let m: RawManifest =
+                serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, f))
+                    .map_err(|e| bad(e.to_string()))?;
+            let is_own = path == own;
+            if is_own {
+                own_versions = Some((m.config_version, m.counselling_version));
+            }
+            for (id, raw) in m.customers {
+                let text = raw.get().as_bytes();
+                let entry: CustomerEntry =
+                    serde_json::from_slice(text).map_err(|e| bad(format!("customer {id}: {e}")))?;
+                out.write_all(text).map_err(|e| BillError::io(dir, e))?;
+                let at = EntryAt {
+                    offset: len,
+                    len: text.len() as u32,
+                };
+                len += text.len() as u64;
+                let slot = (at, entry.version);
+                if is_own {
+                    own_entries.insert(id, slot);
+                } else if other
+                    .get(&id)
+                    .is_none_or(|(_, v): &(EntryAt, u32)| *v < entry.version)
+                {
+                    other.insert(id, slot);
+                }
+            }
         }
+        let file = out
+            .into_inner()
+            .map_err(|e| BillError::io(dir, e.into_error()))?;
+        Ok(OldEntries {
+            file,
+            own: own_entries,
+            other,
+            own_versions,
+        })
+    }
+
+    /// The own manifest's config and counselling list versions, if there is one.
+    pub fn own_versions(&self) -> Option<(&str, &str)> {
+        self.own_versions
+            .as_ref()
+            .map(|(c, l)| (c.as_str(), l.as_str()))
+    }
+
+    /// A customer's newest entry in any manifest of the month.
+    pub fn previous(&self, id: &str) -> std::io::Result<Option<CustomerEntry>> {
+        let at = match (self.own.get(id), self.other.get(id)) {
+            (Some(a), Some(b)) => Some(if b.1 > a.1 { b.0 } else { a.0 }),
+            (a, b) => a.or(b).map(|(at, _)| *at),
+        };
+        at.map(|at| self.read(at)).transpose()
+    }
+
+    /// The own manifest's entries.
+    pub fn own(&self) -> impl Iterator<Item = (&str, EntryAt)> + '_ {
+        self.own.iter().map(|(id, (at, _))| (id.as_str(), *at))
+    }
+
+    /// A customer's newest entry in the other manifests.
+    pub fn other(&self, id: &str) -> Option<EntryAt> {
+        self.other.get(id).map(|(at, _)| *at)
+    }
+
+    /// Thread-safe: positioned reads, no shared cursor (billing workers call it at once).
+    fn read(&self, at: EntryAt) -> std::io::Result<CustomerEntry> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0u8; at.len as usize];
+        self.file.read_exact_at(&mut bytes, at.offset)?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
     }
 }
 
@@ -339,12 +455,32 @@ mod tests {
             }
             let written = file.finish().unwrap();
             let at: BTreeMap<usize, EntryAt> = written.index().collect();
-            let entries: BTreeMap<&str, EntrySource<'_>> = sources
+            // The other half comes from an existing manifest, as in a re-run.
+            let kept: BTreeMap<String, CustomerEntry> = sources
+                .iter()
+                .filter(|(_, i)| i.is_none())
+                .map(|(id, _)| (id.to_string(), all[*id].clone()))
+                .collect();
+            let own = tmp.path().join("manifest.json");
+            let before = Manifest {
+                month: "2026-11".into(),
+                config_version: "old".into(),
+                counselling_version: "old".into(),
+                generated_at: "2026-11-30T08:00:00Z".into(),
+                run_ms: 1,
+                shard: None,
+                customers: kept,
+            };
+            std::fs::write(&own, serde_json::to_vec_pretty(&before).unwrap()).unwrap();
+            let old = OldEntries::load(tmp.path(), &own, &[own.clone()]).unwrap();
+            assert_eq!(old.own_versions(), Some(("old", "old")));
+            let old_at: BTreeMap<&str, EntryAt> = old.own().collect();
+            let entries: BTreeMap<&str, EntrySource> = sources
                 .iter()
                 .map(|(id, i)| {
                     let source = match i {
                         Some(i) => EntrySource::New(at[i]),
-                        None => EntrySource::Kept(&all[*id]),
+                        None => EntrySource::Old(old_at[*id]),
                     };
                     (*id, source)
                 })
@@ -368,6 +504,7 @@ mod tests {
                 customers: CustomersOut {
                     entries: &entries,
                     file: &written,
+                    old: &old,
                 },
             };
             assert_eq!(

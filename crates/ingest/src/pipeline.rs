@@ -20,7 +20,8 @@ use evn_rating::{classify, BillingMonth, Outcome, RatedCall};
 use evn_sources::kamailio::{self, Kamailio};
 use evn_sources::{Converted, SourceError};
 use evn_store::{
-    CommitLog, HeldRecord, Keyring, Location, Provenance, StoreError, StoredCall, WriteOptions,
+    CommitLog, HeldRecord, Keyring, Location, PartitionState, Provenance, StoreError, StoredCall,
+    WriteOptions,
 };
 
 use crate::dedup::{self, Dedup};
@@ -108,7 +109,9 @@ pub enum IngestError {
 type Tp = (String, i32);
 
 enum Event {
-    Assign(Vec<Tp>),
+    /// Each partition with its state recovered from the commit log at assignment (None if
+    /// that failed: the loop recovers it again and stops with the error).
+    Assign(Vec<(Tp, Option<PartitionState>)>),
     Revoke(Vec<Tp>),
 }
 
@@ -154,21 +157,23 @@ impl ConsumerContext for Ctx {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS as ASSIGN,
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS as REVOKE,
         };
+        let mut assigned = Vec::new();
         if err == ASSIGN {
             for (topic, partition) in tps(tpl) {
-                match self.log.recover(&topic, partition) {
+                let state = match self.log.recover(&topic, partition) {
                     Ok(state) => {
                         let start = Offset::Offset(state.last + 1);
                         if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
                             tracing::warn!(%topic, partition, error = %e, "could not set the start offset");
                         }
+                        Some(state)
                     }
-                    // The loop recovers the partition again when it handles the assignment,
-                    // and stops with this error there.
                     Err(e) => {
-                        tracing::warn!(%topic, partition, error = %e, "commit log unreadable")
+                        tracing::warn!(%topic, partition, error = %e, "commit log unreadable");
+                        None
                     }
-                }
+                };
+                assigned.push(((topic, partition), state));
             }
         }
         let rebalance = match err {
@@ -187,25 +192,24 @@ impl ConsumerContext for Ctx {
         if let Err(e) = result {
             tracing::error!(error = %e, "rebalance: the assignment could not be applied");
         }
+        // Also an empty assignment: it ends the wait for one (a member with no partitions).
+        if err == ASSIGN {
+            self.events
+                .lock()
+                .expect("not poisoned")
+                .push(Event::Assign(assigned));
+        }
         self.post_rebalance(base, &rebalance);
     }
 
-    // Runs inside `recv()`, on the loop's own task: the loop drains the events before it
-    // handles the message that `recv()` returns.
+    // `rebalance` and this run inside `recv()`, on the loop's own task: the loop drains the
+    // events before it handles the message that `recv()` returns.
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             self.events
                 .lock()
                 .expect("not poisoned")
                 .push(Event::Revoke(tps(tpl)));
-        }
-    }
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            self.events
-                .lock()
-                .expect("not poisoned")
-                .push(Event::Assign(tps(tpl)));
         }
     }
 }
@@ -541,8 +545,11 @@ impl State {
                 }
                 Event::Assign(list) => {
                     self.awaiting_assignment = false;
-                    for tp in list {
-                        let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
+                    for (tp, state) in list {
+                        let state = match state {
+                            Some(state) => state,
+                            None => tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?,
+                        };
                         tracing::info!(topic = %tp.0, partition = tp.1, durable_last = state.last, held = state.held.len(), "partition assigned");
                         self.parts.insert(
                             tp.clone(),

@@ -47,39 +47,42 @@ pub fn finish_leftovers(data: &Location, dry_run: bool) -> Result<Vec<PathBuf>, 
     Ok(found)
 }
 
-/// Deletes a month's traffic data as a whole; false if there was none.
+/// Deletes a month's traffic data as a whole, if there is any: `before` is called first (the
+/// caller reports what is about to happen), then the data goes unless `dry_run`.
 pub fn delete_month(
     data: &Location,
     month: BillingMonth,
     dry_run: bool,
-) -> Result<bool, PrivacyError> {
+    before: &mut dyn FnMut(),
+) -> Result<(), PrivacyError> {
     match data {
         Location::Local(p) => {
             let dir = evn_store::month_dir(p, month);
             if !dir.exists() {
-                return Ok(false);
+                return Ok(());
             }
+            before();
             if !dry_run {
                 fsops::delete_dir(&dir)?;
             }
-            Ok(true)
         }
+        // Retention finished any interrupted change first ([`finish_leftovers`]).
         Location::Object(o) => {
             let files = data.list_month_files(month)?;
             if files.is_empty() {
-                return Ok(false);
+                return Ok(());
             }
+            before();
             if !dry_run {
-                finish_month_change(o, month, false)?;
                 let mut change = MonthChangeWriter::new(o, month);
                 for f in &files {
                     change.delete(&file_name(f));
                 }
                 change.commit()?;
             }
-            Ok(true)
         }
     }
+    Ok(())
 }
 
 fn file_name(f: &std::path::Path) -> String {

@@ -229,15 +229,12 @@ fn delete_month(
     summary: &mut Summary,
     report: &mut dyn FnMut(&Action),
 ) -> Result<(), PrivacyError> {
-    if data_dir::delete_month(&opts.data, month, true)? {
+    data_dir::delete_month(&opts.data, month, opts.dry_run, &mut || {
         report(&Action::DeleteMonthData {
             month,
             path: opts.data.month_display(month),
-        });
-        if !opts.dry_run {
-            data_dir::delete_month(&opts.data, month, false)?;
-        }
-    }
+        })
+    })?;
     if evn_dir::evn_months(&opts.evn)?.contains(&month) {
         summary.evn_files_deleted += evn_dir::count_files(&opts.evn, month)?;
         report(&Action::DeleteMonthEvns {

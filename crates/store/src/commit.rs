@@ -36,7 +36,7 @@ use evn_rating::BillingMonth;
 
 use crate::location::{Location, ObjectData};
 use crate::{
-    month_dir, sync_dir, write_file, StoreError, StoredCall, WriteOptions, COMMITS_DIR, STAGING_DIR,
+    month_dir, sync_dir, write_batch, CallBatch, StoreError, WriteOptions, COMMITS_DIR, STAGING_DIR,
 };
 
 /// Commit records younger than this are kept, so a stale writer always collides with one.
@@ -329,7 +329,7 @@ impl CommitLog {
         partition: i32,
         prev_last: i64,
         last: i64,
-        months: &BTreeMap<BillingMonth, Vec<StoredCall>>,
+        months: &BTreeMap<BillingMonth, CallBatch>,
         options: WriteOptions,
     ) -> Result<CommitRecord, StoreError> {
         self.commit_holding(topic, partition, prev_last, last, months, &[], options)
@@ -344,7 +344,7 @@ impl CommitLog {
         partition: i32,
         prev_last: i64,
         last: i64,
-        months: &BTreeMap<BillingMonth, Vec<StoredCall>>,
+        months: &BTreeMap<BillingMonth, CallBatch>,
         held: &[HeldRecord],
         options: WriteOptions,
     ) -> Result<CommitRecord, StoreError> {
@@ -355,14 +355,14 @@ impl CommitLog {
         let mut files = Vec::new();
         let staging_dir = self.data.join(STAGING_DIR).join(&self.writer);
         for (month, rows) in months {
-            if rows.is_empty() {
+            if rows.num_rows() == 0 {
                 continue;
             }
             let name = data_file_name(topic, partition, first, last);
             let staged = staging_dir.join(format!("billing_month={month}+{name}"));
             let final_dir = month_dir(&self.data, *month);
             fs::create_dir_all(&final_dir).map_err(|e| StoreError::io(&final_dir, e))?;
-            let bytes = match write_file(&staged, rows, options.clone()) {
+            let bytes = match write_batch(&staged, rows, options.clone()) {
                 Ok(b) => b,
                 Err(e) => {
                     self.discard(&files, Some(&staged));
@@ -373,7 +373,7 @@ impl CommitLog {
                 month: month.to_string(),
                 staging: rel(&self.data, &staged),
                 file: rel(&self.data, &final_dir.join(&name)),
-                rows: rows.len() as u64,
+                rows: rows.num_rows() as u64,
                 bytes,
             });
         }
@@ -464,14 +464,16 @@ fn rel(base: &Path, path: &Path) -> String {
 mod tests {
     use super::*;
     use crate::parquet_io::tests::sample;
-    use crate::{list_month_files, read_month};
+    use crate::{list_month_files, read_month, StoredCall};
 
-    fn by_month(rows: Vec<StoredCall>) -> BTreeMap<BillingMonth, Vec<StoredCall>> {
+    fn by_month(rows: Vec<StoredCall>) -> BTreeMap<BillingMonth, CallBatch> {
         let mut m: BTreeMap<BillingMonth, Vec<StoredCall>> = BTreeMap::new();
         for r in rows {
             m.entry(r.call.billing_month).or_default().push(r);
         }
-        m
+        m.into_iter()
+            .map(|(month, rows)| (month, CallBatch::from_rows(&rows)))
+            .collect()
     }
 
     #[test]

@@ -34,7 +34,7 @@ use evn_rating::BillingMonth;
 use crate::commit::{data_file_name, CommittedFile, KEEP_RECORDS_FOR, KEEP_RECORDS_MIN};
 use crate::location::ObjectData;
 use crate::{
-    encode_file, CommitLog, CommitRecord, HeldRecord, PartitionState, StoreError, StoredCall,
+    encode_batch, CallBatch, CommitLog, CommitRecord, HeldRecord, PartitionState, StoreError,
     WriteOptions, CDRS_DIR, COMMITS_DIR, STAGING_DIR,
 };
 
@@ -128,14 +128,14 @@ impl CommitLog {
         partition: i32,
         prev_last: i64,
         last: i64,
-        months: &BTreeMap<BillingMonth, Vec<StoredCall>>,
+        months: &BTreeMap<BillingMonth, CallBatch>,
         held: &[HeldRecord],
         options: WriteOptions,
     ) -> Result<CommitRecord, StoreError> {
         let first = prev_last + 1;
         let mut files = Vec::new();
         for (month, rows) in months {
-            if rows.is_empty() {
+            if rows.num_rows() == 0 {
                 continue;
             }
             let name = data_file_name(topic, partition, first, last);
@@ -144,13 +144,12 @@ impl CommitLog {
                 self.writer()
             );
             let file = format!("{CDRS_DIR}/billing_month={month}/{name}");
-            let staged = encode_file(o.display(&staging).as_ref(), rows, options.clone()).and_then(
-                |bytes| {
+            let staged = encode_batch(o.display(&staging).as_ref(), rows, options.clone())
+                .and_then(|bytes| {
                     let size = bytes.len() as u64;
                     o.put(&staging, Bytes::from(bytes), PutMode::Overwrite)
                         .map(|()| size)
-                },
-            );
+                });
             let bytes = match staged {
                 Ok(b) => b,
                 Err(e) => {
@@ -162,7 +161,7 @@ impl CommitLog {
                 month: month.to_string(),
                 staging,
                 file,
-                rows: rows.len() as u64,
+                rows: rows.num_rows() as u64,
                 bytes,
             });
         }
@@ -299,14 +298,17 @@ mod tests {
 
     use super::*;
     use crate::parquet_io::tests::sample;
+    use crate::StoredCall;
     use crate::{Keyring, Location};
 
-    fn by_month(rows: &[StoredCall]) -> BTreeMap<BillingMonth, Vec<StoredCall>> {
+    fn by_month(rows: &[StoredCall]) -> BTreeMap<BillingMonth, CallBatch> {
         let mut m: BTreeMap<BillingMonth, Vec<StoredCall>> = BTreeMap::new();
         for r in rows {
             m.entry(r.call.billing_month).or_default().push(r.clone());
         }
-        m
+        m.into_iter()
+            .map(|(month, rows)| (month, CallBatch::from_rows(&rows)))
+            .collect()
     }
 
     /// The same check against an in-memory store and a local folder through `file://`.
@@ -430,7 +432,7 @@ mod tests {
                 "{STAGING_DIR}/dead/billing_month={month}+t+0+{:020}-{:020}.parquet",
                 0, 5
             );
-            let bytes = encode_file("x".as_ref(), &rows, WriteOptions::default()).unwrap();
+            let bytes = crate::encode_file("x".as_ref(), &rows, WriteOptions::default()).unwrap();
             o.put(&orphan, Bytes::from(bytes), PutMode::Overwrite)
                 .unwrap();
             assert!(location.read_month_with(month, None).unwrap().is_empty());

@@ -26,8 +26,9 @@ pub use evn_keys::Keyring;
 pub use location::{Listed, Location, ObjectData};
 pub use object_store::{Error as ObjectError, PutMode};
 pub use parquet_io::{
-    encode_file, list_month_files, read_bytes_with, read_file, read_file_with, read_month,
-    read_month_with, schema, write_file, Provenance, StoredCall, WriteOptions,
+    encode_batch, encode_file, list_month_files, read_bytes_with, read_file, read_file_with,
+    read_month, read_month_with, schema, write_batch, write_file, CallBatch, CallColumns,
+    Provenance, StoredCall, WriteOptions,
 };
 
 use std::path::{Path, PathBuf};

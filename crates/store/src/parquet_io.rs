@@ -135,76 +135,178 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-fn to_batch(rows: &[StoredCall]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let n = rows.len();
-    let mut cdr_id = StringBuilder::with_capacity(n, n * 20);
-    let mut switch_id = StringBuilder::with_capacity(n, n * 6);
-    let mut customer_id = StringBuilder::with_capacity(n, n * 6);
-    let mut calling = StringBuilder::with_capacity(n, n * 14);
-    let mut called = StringBuilder::with_capacity(n, n * 14);
-    let mut start = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut duration = Int64Builder::with_capacity(n);
-    let mut zone = StringBuilder::with_capacity(n, n * 8);
-    let mut charge = Decimal128Builder::with_capacity(n)
-        .with_precision_and_scale(CHARGE_PRECISION, CHARGE_SCALE)?;
-    let mut plan = StringBuilder::with_capacity(n, n * 12);
-    let mut shortened = BooleanBuilder::with_capacity(n);
-    let mut counselling = BooleanBuilder::with_capacity(n);
-    let mut topic = StringBuilder::with_capacity(n, n * 8);
-    let mut partition = Int32Builder::with_capacity(n);
-    let mut offset = Int64Builder::with_capacity(n);
-    let mut format = StringBuilder::new();
-    let mut record_id = StringBuilder::new();
-    for r in rows {
-        match &r.provenance {
+/// Stored calls as Parquet-ready columns: what ingest buffers instead of one [`StoredCall`] per
+/// row. A row costs its string bytes plus a few fixed-width values here, where a
+/// `StoredCall` costs a struct and nine heap strings, each allocated, moved and freed again.
+pub struct CallColumns {
+    cdr_id: StringBuilder,
+    switch_id: StringBuilder,
+    customer_id: StringBuilder,
+    calling: StringBuilder,
+    called: StringBuilder,
+    start: TimestampMicrosecondBuilder,
+    duration: Int64Builder,
+    zone: StringBuilder,
+    charge: Decimal128Builder,
+    plan: StringBuilder,
+    shortened: BooleanBuilder,
+    counselling: BooleanBuilder,
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    format: StringBuilder,
+    record_id: StringBuilder,
+    rows: usize,
+}
+
+/// Bytes of a row's fixed-width values and string offsets in [`CallColumns`].
+const FIXED_ROW_BYTES: usize = 9 * 4 + 8 + 8 + 16 + 4 + 8 + 1;
+
+impl Default for CallColumns {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl CallColumns {
+    pub fn with_capacity(n: usize) -> Self {
+        CallColumns {
+            cdr_id: StringBuilder::with_capacity(n, n * 20),
+            switch_id: StringBuilder::with_capacity(n, n * 6),
+            customer_id: StringBuilder::with_capacity(n, n * 6),
+            calling: StringBuilder::with_capacity(n, n * 14),
+            called: StringBuilder::with_capacity(n, n * 14),
+            start: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            duration: Int64Builder::with_capacity(n),
+            zone: StringBuilder::with_capacity(n, n * 8),
+            charge: Decimal128Builder::with_capacity(n)
+                .with_precision_and_scale(CHARGE_PRECISION, CHARGE_SCALE)
+                .expect("Decimal(18,4) is valid"),
+            plan: StringBuilder::with_capacity(n, n * 12),
+            shortened: BooleanBuilder::with_capacity(n),
+            counselling: BooleanBuilder::with_capacity(n),
+            topic: StringBuilder::with_capacity(n, n * 8),
+            partition: Int32Builder::with_capacity(n),
+            offset: Int64Builder::with_capacity(n),
+            format: StringBuilder::new(),
+            record_id: StringBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    /// Appends one row; returns the bytes it added (its strings and fixed-width values), the
+    /// figure ingest's memory cap counts.
+    pub fn push(
+        &mut self,
+        c: &RatedCall,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        provenance: Option<&Provenance>,
+    ) -> usize {
+        let mut bytes = FIXED_ROW_BYTES;
+        match provenance {
             Some(p) => {
-                format.append_value(&p.format);
-                record_id.append_value(&p.record_id);
+                self.format.append_value(&p.format);
+                self.record_id.append_value(&p.record_id);
+                bytes += p.format.len() + p.record_id.len();
             }
             None => {
-                format.append_null();
-                record_id.append_null();
+                self.format.append_null();
+                self.record_id.append_null();
             }
         }
-        let c = &r.call;
-        cdr_id.append_value(&c.cdr_id);
-        switch_id.append_value(&c.switch_id);
-        customer_id.append_value(&c.customer_id);
-        calling.append_value(&c.calling_number);
-        called.append_value(&c.called_number);
-        start.append_value(c.start_time.timestamp_micros());
-        duration.append_value(c.duration_s);
-        zone.append_value(&c.zone);
+        for (b, v) in [
+            (&mut self.cdr_id, &c.cdr_id),
+            (&mut self.switch_id, &c.switch_id),
+            (&mut self.customer_id, &c.customer_id),
+            (&mut self.calling, &c.calling_number),
+            (&mut self.called, &c.called_number),
+            (&mut self.zone, &c.zone),
+            (&mut self.plan, &c.plan),
+        ] {
+            b.append_value(v);
+            bytes += v.len();
+        }
+        self.topic.append_value(topic);
+        bytes += topic.len();
+        self.start.append_value(c.start_time.timestamp_micros());
+        self.duration.append_value(c.duration_s);
         let mut amount = c.charge_eur;
         amount.rescale(CHARGE_SCALE as u32);
-        charge.append_value(amount.mantissa());
-        plan.append_value(&c.plan);
-        shortened.append_value(c.shortened);
-        counselling.append_value(c.counselling);
-        topic.append_value(&r.source_topic);
-        partition.append_value(r.source_partition);
-        offset.append_value(r.source_offset);
+        self.charge.append_value(amount.mantissa());
+        self.shortened.append_value(c.shortened);
+        self.counselling.append_value(c.counselling);
+        self.partition.append_value(partition);
+        self.offset.append_value(offset);
+        self.rows += 1;
+        bytes
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(cdr_id.finish()),
-        Arc::new(switch_id.finish()),
-        Arc::new(customer_id.finish()),
-        Arc::new(calling.finish()),
-        Arc::new(called.finish()),
-        Arc::new(start.finish()),
-        Arc::new(duration.finish()),
-        Arc::new(zone.finish()),
-        Arc::new(charge.finish()),
-        Arc::new(plan.finish()),
-        Arc::new(shortened.finish()),
-        Arc::new(counselling.finish()),
-        Arc::new(topic.finish()),
-        Arc::new(partition.finish()),
-        Arc::new(offset.finish()),
-        Arc::new(format.finish()),
-        Arc::new(record_id.finish()),
-    ];
-    RecordBatch::try_new(schema(), columns)
+
+    pub fn push_stored(&mut self, r: &StoredCall) -> usize {
+        self.push(
+            &r.call,
+            &r.source_topic,
+            r.source_partition,
+            r.source_offset,
+            r.provenance.as_ref(),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The rows so far as one batch; the builder is empty afterwards.
+    pub fn finish(&mut self) -> CallBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.cdr_id.finish()),
+            Arc::new(self.switch_id.finish()),
+            Arc::new(self.customer_id.finish()),
+            Arc::new(self.calling.finish()),
+            Arc::new(self.called.finish()),
+            Arc::new(self.start.finish()),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.zone.finish()),
+            Arc::new(self.charge.finish()),
+            Arc::new(self.plan.finish()),
+            Arc::new(self.shortened.finish()),
+            Arc::new(self.counselling.finish()),
+            Arc::new(self.topic.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.format.finish()),
+            Arc::new(self.record_id.finish()),
+        ];
+        self.rows = 0;
+        CallBatch(
+            RecordBatch::try_new(schema(), columns)
+                .expect("the builders match the schema, column for column"),
+        )
+    }
+}
+
+/// Stored calls in the schema of [`schema`], ready to be written: made only by
+/// [`CallColumns::finish`] or [`CallBatch::from_rows`].
+#[derive(Debug, Clone)]
+pub struct CallBatch(RecordBatch);
+
+impl CallBatch {
+    pub fn from_rows(rows: &[StoredCall]) -> CallBatch {
+        let mut columns = CallColumns::with_capacity(rows.len());
+        for r in rows {
+            columns.push_stored(r);
+        }
+        columns.finish()
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.0.num_rows()
+    }
 }
 
 /// Writes `rows` to `path` (zstd), fsyncs it, and returns the byte size. The caller renames it
@@ -214,8 +316,17 @@ pub fn write_file(
     rows: &[StoredCall],
     options: WriteOptions,
 ) -> Result<u64, StoreError> {
+    write_batch(path, &CallBatch::from_rows(rows), options)
+}
+
+/// [`write_file`] for rows already in columns.
+pub fn write_batch(
+    path: &Path,
+    batch: &CallBatch,
+    options: WriteOptions,
+) -> Result<u64, StoreError> {
     let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
-    let file = write_to(path, file, rows, options)?;
+    let file = write_to(path, file, batch, options)?;
     file.sync_all().map_err(|e| StoreError::io(path, e))?;
     let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
     Ok(len)
@@ -228,19 +339,24 @@ pub fn encode_file(
     rows: &[StoredCall],
     options: WriteOptions,
 ) -> Result<Vec<u8>, StoreError> {
-    write_to(name, Vec::new(), rows, options)
+    encode_batch(name, &CallBatch::from_rows(rows), options)
+}
+
+/// [`encode_file`] for rows already in columns.
+pub fn encode_batch(
+    name: &Path,
+    batch: &CallBatch,
+    options: WriteOptions,
+) -> Result<Vec<u8>, StoreError> {
+    write_to(name, Vec::new(), batch, options)
 }
 
 fn write_to<W: std::io::Write + Send>(
     path: &Path,
     sink: W,
-    rows: &[StoredCall],
+    batch: &CallBatch,
     options: WriteOptions,
 ) -> Result<W, StoreError> {
-    let batch = to_batch(rows).map_err(|source| StoreError::Arrow {
-        path: path.to_owned(),
-        source,
-    })?;
     let pq = |source| StoreError::Parquet {
         path: path.to_owned(),
         source,
@@ -256,7 +372,7 @@ fn write_to<W: std::io::Write + Send>(
     }
     let props = props.build();
     let mut writer = ArrowWriter::try_new(sink, schema(), Some(props)).map_err(pq)?;
-    writer.write(&batch).map_err(pq)?;
+    writer.write(&batch.0).map_err(pq)?;
     writer.into_inner().map_err(pq)
 }
 
@@ -636,7 +752,7 @@ pub(crate) mod tests {
         for r in &mut rows {
             r.provenance = None;
         }
-        let full = to_batch(&rows).unwrap();
+        let full = CallBatch::from_rows(&rows).0;
         let narrow = full.project(&(0..15).collect::<Vec<_>>()).unwrap();
         let mut w =
             ArrowWriter::try_new(File::create(&old).unwrap(), narrow.schema(), None).unwrap();

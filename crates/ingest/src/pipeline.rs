@@ -20,8 +20,8 @@ use evn_rating::{classify, BillingMonth, Outcome, RatedCall};
 use evn_sources::kamailio::{self, Kamailio};
 use evn_sources::{Converted, SourceError};
 use evn_store::{
-    CommitLog, HeldRecord, Keyring, Location, PartitionState, Provenance, StoreError, StoredCall,
-    WriteOptions,
+    CallBatch, CallColumns, CommitLog, HeldRecord, Keyring, Location, PartitionState, Provenance,
+    StoreError, WriteOptions,
 };
 
 use crate::dedup::{self, Dedup};
@@ -43,11 +43,8 @@ pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 400_000;
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 48 << 20;
 
 /// Records handled as one batch at most: what the consumer has ready is taken up to this many,
-/// prepared in parallel, then applied in order.
+/// prepared on the prepare thread while the batch before it is applied in order.
 const BATCH: usize = 2048;
-/// Below this many records a batch is prepared on the loop's own thread alone (starting a
-/// helper thread would cost more than it saves).
-const PARALLEL_MIN: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -104,6 +101,8 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("dead-letter topic: a record could not be delivered: {0}")]
     DeadLetter(String),
+    #[error("prepare thread: {0}")]
+    PrepareThread(std::io::Error),
 }
 
 type Tp = (String, i32);
@@ -218,7 +217,7 @@ impl ConsumerContext for Ctx {
 #[derive(Default)]
 struct Buffer {
     last: Option<i64>,
-    months: BTreeMap<BillingMonth, Vec<StoredCall>>,
+    months: BTreeMap<BillingMonth, CallColumns>,
     keys: Vec<(BillingMonth, u128)>,
     dead_letters: Vec<DeliveryFuture>,
     counts: Summary,
@@ -226,25 +225,6 @@ struct Buffer {
     /// Estimated memory of the rows (see [`row_bytes`]).
     bytes: usize,
     since: Option<Instant>,
-}
-
-/// Memory a buffered row holds, estimated: the row itself and its strings.
-fn row_bytes(row: &StoredCall) -> usize {
-    let c = &row.call;
-    std::mem::size_of::<StoredCall>()
-        + [
-            &c.cdr_id,
-            &c.switch_id,
-            &c.customer_id,
-            &c.calling_number,
-            &c.called_number,
-            &c.zone,
-            &c.plan,
-            &row.source_topic,
-        ]
-        .iter()
-        .map(|s| s.capacity())
-        .sum::<usize>()
 }
 
 struct Partition {
@@ -333,8 +313,93 @@ fn prepare(config: &Config, topic: &str, offset: i64, payload: &[u8]) -> Prepare
     }
 }
 
+/// A batch's records copied out of their Kafka messages, so the prepare thread owns them.
+struct Job {
+    topics: Vec<String>,
+    /// Per record: index into `topics`, offset, and where its payload is in `data`.
+    records: Vec<(usize, i64, std::ops::Range<usize>)>,
+    data: Vec<u8>,
+}
+
+impl Job {
+    fn of(batch: &[rdkafka::message::BorrowedMessage<'_>]) -> Job {
+        let mut job = Job {
+            topics: Vec::new(),
+            records: Vec::with_capacity(batch.len()),
+            data: Vec::with_capacity(batch.iter().map(|m| m.payload_len()).sum()),
+        };
+        for m in batch {
+            let topic = m.topic();
+            if job.topics.last().is_none_or(|t| t != topic) {
+                job.topics.push(topic.to_owned());
+            }
+            let start = job.data.len();
+            job.data.extend_from_slice(m.payload().unwrap_or(&[]));
+            job.records
+                .push((job.topics.len() - 1, m.offset(), start..job.data.len()));
+        }
+        job
+    }
+
+    fn prepare(&self, config: &Config) -> Vec<Prepared> {
+        self.records
+            .iter()
+            .map(|(topic, offset, range)| {
+                prepare(
+                    config,
+                    &self.topics[*topic],
+                    *offset,
+                    &self.data[range.clone()],
+                )
+            })
+            .collect()
+    }
+}
+
+type Reply = futures::channel::oneshot::Sender<Vec<Prepared>>;
+
+/// The thread that [`prepare`]s batches. It works on the next batch while the loop applies and
+/// commits the one before: the two halves of handling a record then take a core each, where
+/// the loop's own thread used to wait for its share of prepare before applying anything.
+struct Preparer {
+    jobs: std::sync::mpsc::Sender<(Job, Reply)>,
+}
+
+impl Preparer {
+    fn start(config: Arc<Config>) -> Result<Preparer, IngestError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<(Job, Reply)>();
+        std::thread::Builder::new()
+            .name("evn-prepare".into())
+            .spawn(move || {
+                // Ends when the loop's State (the only sender) is dropped.
+                for (job, reply) in queue {
+                    let _ = reply.send(job.prepare(&config));
+                }
+            })
+            .map_err(IngestError::PrepareThread)?;
+        Ok(Preparer { jobs })
+    }
+
+    fn submit(
+        &self,
+        batch: &[rdkafka::message::BorrowedMessage<'_>],
+    ) -> futures::channel::oneshot::Receiver<Vec<Prepared>> {
+        let (reply, prepared) = futures::channel::oneshot::channel();
+        // If the thread is gone, `prepared` reports it as canceled.
+        let _ = self.jobs.send((Job::of(batch), reply));
+        prepared
+    }
+}
+
+/// A batch received and handed to the prepare thread, not yet applied.
+struct Pending<'c> {
+    batch: Vec<rdkafka::message::BorrowedMessage<'c>>,
+    prepared: futures::channel::oneshot::Receiver<Vec<Prepared>>,
+}
+
 struct State {
     config: Arc<Config>,
+    preparer: Preparer,
     opts: IngestOptions,
     log: CommitLog,
     dedup: Dedup,
@@ -393,6 +458,7 @@ impl State {
         let dlq: FutureProducer = dlq_cfg.create()?;
         let dedup = Dedup::new(opts.keys.clone());
         Ok(State {
+            preparer: Preparer::start(Arc::clone(&config))?,
             config,
             opts,
             log,
@@ -446,6 +512,7 @@ impl State {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut last_probe = Instant::now() - Duration::from_secs(60);
         let mut last_lag = Instant::now();
+        let mut pending: Option<Pending<'_>> = None;
         loop {
             tokio::select! {
                 _ = &mut shutdown => {
@@ -453,12 +520,12 @@ impl State {
                     break;
                 }
                 msg = consumer.recv() => {
-                    self.drain_events(&consumer)?;
+                    self.drain_events_after(&consumer, &mut pending).await?;
                     match msg {
                         Ok(m) => {
                             last_message = Instant::now();
                             self.opts.health.set_ready(true);
-                            self.handle_received(&consumer, m).await?;
+                            self.handle_received(&consumer, m, &mut pending).await?;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "kafka reports a problem; retrying");
@@ -468,6 +535,9 @@ impl State {
                 }
                 _ = tick.tick() => {
                     self.opts.health.beat();
+                    // Everything received is applied before buffers age out or the loop
+                    // decides it is at the end.
+                    self.apply_pending(&consumer, &mut pending).await?;
                     self.drain_events(&consumer)?;
                     self.commit_due(&consumer, false).await?;
                     if !self.opts.health.is_ready() && last_probe.elapsed() >= Duration::from_secs(2) {
@@ -490,20 +560,23 @@ impl State {
                 }
             }
         }
+        self.apply_pending(&consumer, &mut pending).await?;
         self.drain_events(&consumer)?;
         self.commit_due(&consumer, true).await?;
         self.total.held = self.parts.values().map(|p| p.held.len() as u64).sum();
         Ok(())
     }
 
-    /// Handles `first` and whatever else the consumer has ready right now (up to [`BATCH`]
-    /// records) as one batch. A rebalance event ends a batch: the records before it are handled
+    /// Takes `first` and whatever else the consumer has ready right now (up to [`BATCH`]
+    /// records) as one batch, hands it to the prepare thread, and applies the batch before it
+    /// meanwhile. A rebalance event ends a batch: every record received before it is applied
     /// first, then the events are drained, then the record that came with them, as when
     /// records were handled one by one.
     async fn handle_received<'c>(
         &mut self,
         consumer: &'c StreamConsumer<Ctx>,
         first: rdkafka::message::BorrowedMessage<'c>,
+        pending: &mut Option<Pending<'c>>,
     ) -> Result<(), IngestError> {
         let mut batch = vec![first];
         let mut more = consumer.stream();
@@ -511,9 +584,9 @@ impl State {
             match more.next().now_or_never() {
                 Some(Some(Ok(m))) => {
                     if events_pending(consumer) {
-                        self.handle_batch(consumer, &batch).await?;
-                        batch.clear();
-                        self.drain_events(consumer)?;
+                        self.submit(consumer, std::mem::take(&mut batch), pending)
+                            .await?;
+                        self.drain_events_after(consumer, pending).await?;
                     }
                     batch.push(m);
                 }
@@ -524,7 +597,50 @@ impl State {
             }
         }
         // The loop's other arms (ticks, shutdown) get their turn between batches.
-        self.handle_batch(consumer, &batch).await
+        self.submit(consumer, batch, pending).await
+    }
+
+    /// Hands `batch` to the prepare thread and applies the batch pending before it.
+    async fn submit<'c>(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        batch: Vec<rdkafka::message::BorrowedMessage<'c>>,
+        pending: &mut Option<Pending<'c>>,
+    ) -> Result<(), IngestError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let prepared = self.preparer.submit(&batch);
+        let before = pending.replace(Pending { batch, prepared });
+        if let Some(before) = before {
+            self.apply_batch(consumer, before).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the pending batch, if any.
+    async fn apply_pending(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        pending: &mut Option<Pending<'_>>,
+    ) -> Result<(), IngestError> {
+        match pending.take() {
+            Some(p) => self.apply_batch(consumer, p).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Drains rebalance events, if there are any, after applying every record received before
+    /// them.
+    async fn drain_events_after(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        pending: &mut Option<Pending<'_>>,
+    ) -> Result<(), IngestError> {
+        if events_pending(consumer) {
+            self.apply_pending(consumer, pending).await?;
+        }
+        self.drain_events(consumer)
     }
 
     fn drain_events(&mut self, consumer: &StreamConsumer<Ctx>) -> Result<(), IngestError> {
@@ -575,38 +691,23 @@ impl State {
         self.buffered_bytes -= buf.bytes;
     }
 
-    /// Handles records received one after the other: [`prepare`]s them in parallel (two threads;
-    /// pure, so the order in which that happens does not matter), then applies them one by
-    /// one in the order received, each followed by [`State::commit_full`].
-    async fn handle_batch(
+    /// Applies a prepared batch one record after the other, in the order received, each
+    /// followed by [`State::commit_full`].
+    async fn apply_batch(
         &mut self,
         consumer: &StreamConsumer<Ctx>,
-        batch: &[rdkafka::message::BorrowedMessage<'_>],
+        pending: Pending<'_>,
     ) -> Result<(), IngestError> {
-        let config = &*self.config;
-        let prepare_all = |part: &[rdkafka::message::BorrowedMessage<'_>]| -> Vec<Prepared> {
-            part.iter()
-                .map(|m| prepare(config, m.topic(), m.offset(), m.payload().unwrap_or(&[])))
-                .collect()
-        };
-        let prepared: Vec<Prepared> = if batch.len() < PARALLEL_MIN {
-            prepare_all(batch)
-        } else {
-            // Half on a helper thread, half here: the loop's thread works too rather than
-            // waiting for a pool (on a busy machine, waiting for the slowest worker of a
-            // pool cost more than the pool saved).
-            let (here, there) = batch.split_at(batch.len() / 2);
-            tokio::task::block_in_place(|| {
-                std::thread::scope(|scope| {
-                    let helper = scope.spawn(|| prepare_all(there));
-                    let mut prepared = prepare_all(here);
-                    prepared.extend(helper.join().expect("prepare does not panic"));
-                    prepared
-                })
-            })
-        };
-        for (m, prepared) in batch.iter().zip(prepared) {
-            let tp = (m.topic().to_owned(), m.partition());
+        // Canceled only if the prepare thread is gone, which a panic in `prepare` would do.
+        let prepared = pending.prepared.await.map_err(|_| {
+            IngestError::PrepareThread(std::io::Error::other("the prepare thread stopped"))
+        })?;
+        // A batch comes in runs of one partition: one key per run, not one per record.
+        let mut tp: Tp = (String::new(), -1);
+        for (m, prepared) in pending.batch.iter().zip(prepared) {
+            if tp.1 != m.partition() || tp.0 != m.topic() {
+                tp = (m.topic().to_owned(), m.partition());
+            }
             self.apply(&tp, m, prepared).await?;
             self.commit_full(consumer, &tp).await?;
         }
@@ -688,15 +789,13 @@ impl State {
             return Ok(());
         }
         buf.keys.push((month, key));
-        let row = StoredCall {
-            call: *call,
-            source_topic: tp.0.clone(),
-            source_partition: tp.1,
-            source_offset: offset,
-            provenance,
-        };
-        let bytes = row_bytes(&row);
-        buf.months.entry(month).or_default().push(row);
+        let bytes = buf.months.entry(month).or_default().push(
+            &call,
+            &tp.0,
+            tp.1,
+            offset,
+            provenance.as_ref(),
+        );
         buf.rows += 1;
         buf.bytes += bytes;
         buf.counts.store();
@@ -1049,10 +1148,15 @@ impl State {
             keys: self.opts.keys.clone(),
             ..WriteOptions::default()
         };
+        let batches: BTreeMap<BillingMonth, CallBatch> = std::mem::take(&mut buf.months)
+            .into_iter()
+            .map(|(month, mut columns)| (month, columns.finish()))
+            .collect();
         let result = tokio::task::block_in_place(|| {
             self.log
-                .commit_holding(&tp.0, tp.1, prev, last, &buf.months, &held, options)
+                .commit_holding(&tp.0, tp.1, prev, last, &batches, &held, options)
         });
+        drop(batches);
         match result {
             Ok(record) => {
                 let mut counts = buf.counts;

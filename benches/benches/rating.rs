@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration};
 
-fn cdrs(n: usize) -> Vec<Vec<u8>> {
-    let customers = ["K1001", "K1002", "K1003", "K1004", "K1005"];
+fn cdrs(n: usize, customers: &[String]) -> Vec<Vec<u8>> {
     let called = [
         "+4915112345678",
         "+4930123456",
@@ -42,10 +41,18 @@ fn cdrs(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn main() {
-    let config_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/config");
-    let config = evn_config::Config::load(&config_dir).expect("fixture config");
+    // As many customers as the ingest bench (20,000): a directory that small would sit in the
+    // cache whole and hide what a lookup costs.
+    let customers = 20_000;
+    let scratch = evn_benches::scratch("rating");
+    let config_dir = scratch.path().join("config");
+    evn_benches::write_config(&config_dir, customers);
+    let config = evn_config::Config::load(&config_dir).expect("bench config");
+    let ids: Vec<String> = (0..customers)
+        .map(|c| evn_benches::customer_id(c.wrapping_mul(2_654_435_761) % customers))
+        .collect();
     let n = 1_000_000;
-    let input = cdrs(n);
+    let input = cdrs(n, &ids);
     let bytes: usize = input.iter().map(Vec::len).sum();
     let mut best = f64::MAX;
     let mut best_cpu = f64::MAX;

@@ -36,9 +36,9 @@ pub const DEFAULT_MAX_ROWS_PER_COMMIT: usize = 200_000;
 pub const DEFAULT_MAX_OPEN_MONTHS: usize = 4;
 /// Rows buffered over all partitions; beyond it the largest buffer is committed (bounded memory).
 pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 400_000;
-/// Bytes of buffered rows over all partitions (estimated: the row and its strings); beyond it
-/// the largest buffer is committed. A row of the benchmark's CDRs is ~500 bytes, so this is
-/// ~100,000 rows: with a backlog over many months, every partition buffer holds several open
+/// Bytes of buffered rows over all partitions (what each row added to its Arrow column
+/// builders); beyond it the largest buffer is committed. The limit dates from rows held as
+/// structs of ~500 bytes (~100,000 rows); column bytes are fewer per row, so it now holds more: with a backlog over many months, every partition buffer holds several open
 /// months and the row limit alone let ingest grow past 400 MiB.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 48 << 20;
 

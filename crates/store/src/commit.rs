@@ -463,18 +463,8 @@ fn rel(base: &Path, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parquet_io::tests::sample;
+    use crate::parquet_io::tests::{by_month, sample};
     use crate::{list_month_files, read_month, StoredCall};
-
-    fn by_month(rows: Vec<StoredCall>) -> BTreeMap<BillingMonth, CallBatch> {
-        let mut m: BTreeMap<BillingMonth, Vec<StoredCall>> = BTreeMap::new();
-        for r in rows {
-            m.entry(r.call.billing_month).or_default().push(r);
-        }
-        m.into_iter()
-            .map(|(month, rows)| (month, CallBatch::from_rows(&rows)))
-            .collect()
-    }
 
     #[test]
     fn commit_makes_files_visible_and_recover_returns_last() {
@@ -483,15 +473,8 @@ mod tests {
         assert_eq!(log.recover("cdrs", 3).unwrap().last, -1);
         let rows: Vec<StoredCall> = (0..10).map(sample).collect();
         let month = rows[0].call.billing_month;
-        log.commit(
-            "cdrs",
-            3,
-            -1,
-            9,
-            &by_month(rows.clone()),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        log.commit("cdrs", 3, -1, 9, &by_month(&rows), WriteOptions::default())
+            .unwrap();
         assert_eq!(log.recover("cdrs", 3).unwrap().last, 9);
         assert_eq!(read_month(dir.path(), month).unwrap(), rows);
         // A commit with no rows still advances the log (dead letters and skips only).
@@ -564,22 +547,15 @@ mod tests {
         let b = CommitLog::open(dir.path(), "b").unwrap();
         let rows: Vec<StoredCall> = (0..5).map(sample).collect();
         let month = rows[0].call.billing_month;
-        a.commit(
-            "t",
-            0,
-            -1,
-            4,
-            &by_month(rows.clone()),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        a.commit("t", 0, -1, 4, &by_month(&rows), WriteOptions::default())
+            .unwrap();
         let err = b
             .commit(
                 "t",
                 0,
                 -1,
                 6,
-                &by_month((0..7).map(sample).collect()),
+                &by_month(&(0..7).map(sample).collect::<Vec<_>>()),
                 WriteOptions::default(),
             )
             .unwrap_err();
@@ -601,14 +577,7 @@ mod tests {
         let rows: Vec<StoredCall> = (0..3).map(sample).collect();
         let month = rows[0].call.billing_month;
         let record = log
-            .commit(
-                "t",
-                1,
-                -1,
-                2,
-                &by_month(rows.clone()),
-                WriteOptions::default(),
-            )
+            .commit("t", 1, -1, 2, &by_month(&rows), WriteOptions::default())
             .unwrap();
         // Simulate a crash between the commit point and the rename.
         let f = &record.files[0];

@@ -297,19 +297,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::parquet_io::tests::sample;
+    use crate::parquet_io::tests::{by_month, sample};
     use crate::StoredCall;
     use crate::{Keyring, Location};
-
-    fn by_month(rows: &[StoredCall]) -> BTreeMap<BillingMonth, CallBatch> {
-        let mut m: BTreeMap<BillingMonth, Vec<StoredCall>> = BTreeMap::new();
-        for r in rows {
-            m.entry(r.call.billing_month).or_default().push(r.clone());
-        }
-        m.into_iter()
-            .map(|(month, rows)| (month, CallBatch::from_rows(&rows)))
-            .collect()
-    }
 
     /// The same check against an in-memory store and a local folder through `file://`.
     fn check(test: impl Fn(&Location, &ObjectData)) {

@@ -156,7 +156,6 @@ pub struct CallColumns {
     offset: Int64Builder,
     format: StringBuilder,
     record_id: StringBuilder,
-    rows: usize,
 }
 
 /// Bytes of a row's fixed-width values and string offsets in [`CallColumns`].
@@ -190,7 +189,6 @@ impl CallColumns {
             offset: Int64Builder::with_capacity(n),
             format: StringBuilder::new(),
             record_id: StringBuilder::new(),
-            rows: 0,
         }
     }
 
@@ -239,7 +237,6 @@ impl CallColumns {
         self.counselling.append_value(c.counselling);
         self.partition.append_value(partition);
         self.offset.append_value(offset);
-        self.rows += 1;
         bytes
     }
 
@@ -251,14 +248,6 @@ impl CallColumns {
             r.source_offset,
             r.provenance.as_ref(),
         )
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
     }
 
     /// The rows so far as one batch; the builder is empty afterwards.
@@ -282,7 +271,6 @@ impl CallColumns {
             Arc::new(self.format.finish()),
             Arc::new(self.record_id.finish()),
         ];
-        self.rows = 0;
         CallBatch(
             RecordBatch::try_new(schema(), columns)
                 .expect("the builders match the schema, column for column"),
@@ -588,7 +576,23 @@ fn decode(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::str::FromStr;
+
+    /// `rows` grouped by billing month, as ingest hands them to a commit.
+    pub(crate) fn by_month(rows: &[StoredCall]) -> BTreeMap<BillingMonth, CallBatch> {
+        let mut months: BTreeMap<BillingMonth, CallColumns> = BTreeMap::new();
+        for r in rows {
+            months
+                .entry(r.call.billing_month)
+                .or_default()
+                .push_stored(r);
+        }
+        months
+            .into_iter()
+            .map(|(month, mut columns)| (month, columns.finish()))
+            .collect()
+    }
 
     pub(crate) fn sample(i: i64) -> StoredCall {
         let start_time = DateTime::from_timestamp(1_795_000_000 + i * 61, 123_456_000).unwrap();

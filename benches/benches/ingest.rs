@@ -132,6 +132,7 @@ fn find_kcat() -> Option<&'static str> {
 /// `kcat -C -o beginning -e` of the whole topic: records/s of a raw read (payloads to a pipe).
 fn kcat(bin: &str, broker: &Broker, n: usize) -> serde_json::Value {
     let t = Instant::now();
+    let cpu0 = evn_benches::children_cpu_s();
     let mut child = Command::new(bin)
         .args([
             "-C",
@@ -159,14 +160,16 @@ fn kcat(bin: &str, broker: &Broker, n: usize) -> serde_json::Value {
     }
     let status = child.wait().expect("wait kcat");
     let secs = t.elapsed().as_secs_f64();
+    let cpu_s = evn_benches::children_cpu_s() - cpu0;
     assert!(status.success(), "kcat failed: {status}");
     assert_eq!(records, n, "kcat read every record");
     println!(
-        "  kcat raw read: {records} records in {secs:.2} s = {:.0} records/s ({:.0} MB/s)",
+        "  kcat raw read: {records} records in {secs:.2} s = {:.0} records/s ({:.0} MB/s); CPU {cpu_s:.2} s = {:.2} µs per record",
         records as f64 / secs,
-        bytes as f64 / secs / 1e6
+        bytes as f64 / secs / 1e6,
+        cpu_s / records as f64 * 1e6,
     );
-    serde_json::json!({ "records": records, "seconds": secs, "records_per_s": (records as f64 / secs).round(), "mb_per_s": bytes as f64 / secs / 1e6 })
+    serde_json::json!({ "records": records, "seconds": secs, "records_per_s": (records as f64 / secs).round(), "mb_per_s": bytes as f64 / secs / 1e6, "cpu_s": cpu_s, "cpu_us_per_record": cpu_s / records as f64 * 1e6 })
 }
 
 /// `procs` `evn ingest` processes in one fresh group, to a fresh data folder.
@@ -186,6 +189,7 @@ fn ingest(
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let group = format!("bench-ingest-{procs}-{}-{run}", std::process::id());
     let start = Instant::now();
+    let cpu0 = evn_benches::children_cpu_s();
     let mut children: Vec<Child> = (0..procs)
         .map(|p| {
             Command::new(evn)
@@ -203,6 +207,12 @@ fn ingest(
                 .arg("--data")
                 .arg(&data)
                 .args(["--exit-when-idle", &IDLE_S.to_string()])
+                // Tuning experiments: `EVN_BENCH_INGEST_ARGS="--kafka-option k=v"`.
+                .args(
+                    std::env::var("EVN_BENCH_INGEST_ARGS")
+                        .unwrap_or_default()
+                        .split_whitespace(),
+                )
                 .env("EVN_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(
@@ -248,12 +258,16 @@ fn ingest(
         .as_secs_f64();
     let secs = wall - IDLE_S;
     let peaks: Vec<f64> = waited.iter().map(|w| w.2).collect();
+    // Every process's CPU, the idle wait's few polls included: per CDR, the cost of ingest on
+    // any machine, where CDRs/s also says how busy this one was.
+    let cpu_s = evn_benches::children_cpu_s() - cpu0;
     println!(
-        "  evn ingest x{procs}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files) in {secs:.2} s (+{IDLE_S} s idle wait) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB",
+        "  evn ingest x{procs}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files) in {secs:.2} s (+{IDLE_S} s idle wait) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB; CPU {cpu_s:.2} s = {:.2} µs per CDR",
         n as f64 / secs,
         bytes as f64 / secs / 1e6,
         n as f64 / wall,
         peaks.iter().map(|p| p.round()).collect::<Vec<_>>(),
+        cpu_s / n as f64 * 1e6,
     );
     let _ = std::fs::remove_dir_all(&data);
     serde_json::json!({
@@ -264,6 +278,8 @@ fn ingest(
         "cdrs_per_s_incl_idle": (n as f64 / wall).round(),
         "mb_per_s": bytes as f64 / secs / 1e6,
         "peak_rss_mib": peaks,
+        "cpu_s": cpu_s,
+        "cpu_us_per_cdr": cpu_s / n as f64 * 1e6,
     })
 }
 

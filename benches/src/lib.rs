@@ -130,8 +130,21 @@ pub fn thread_cpu_ns() -> u64 {
 
 /// CPU time (user + system) of this process and its waited-for children, in seconds.
 pub fn process_cpu_s() -> f64 {
-    // /proc/self/stat fields 14..17: utime, stime, cutime, cstime in clock ticks (100 Hz on
-    // Linux x86-64).
+    // Fields 14..17: utime, stime, cutime, cstime.
+    self_stat_seconds(14..18)
+}
+
+/// CPU time (user + system) of this process's children that have been waited for, in seconds:
+/// the difference around a child's run is what that child used, whatever else the machine did.
+/// A figure steadier than its wall time on a shared machine.
+pub fn children_cpu_s() -> f64 {
+    // Fields 16 and 17: cutime, cstime.
+    self_stat_seconds(16..18)
+}
+
+/// The sum of `/proc/self/stat` fields `fields` (numbered from 1, as in proc(5)), which are
+/// clock ticks (100 Hz on Linux x86-64), in seconds.
+fn self_stat_seconds(fields: std::ops::Range<usize>) -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<u64> = after
@@ -139,15 +152,21 @@ pub fn process_cpu_s() -> f64 {
         .map(|x| x.parse().unwrap_or(0))
         .collect();
     // `after` starts at field 3 (state), so field N is f[N - 3].
-    f.get(11..15).map(|t| t.iter().sum::<u64>()).unwrap_or(0) as f64 / 100.0
+    f.get(fields.start - 3..fields.end - 3)
+        .map(|t| t.iter().sum::<u64>())
+        .unwrap_or(0) as f64
+        / 100.0
 }
 
-/// The release `evn` binary the process benches drive: `EVN_BIN` or `target/release/evn`.
+/// The release `evn` binary the process benches drive: `EVN_BIN`, or `release/evn` in
+/// `CARGO_TARGET_DIR` (default `target/`), where `cargo build --release` put it.
 pub fn evn_bin() -> PathBuf {
     if let Ok(p) = std::env::var("EVN_BIN") {
         return p.into();
     }
-    let p = repo().join("target/release/evn");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
+    let p = target.join("release/evn");
     assert!(
         p.exists(),
         "{} missing: run `cargo build --release -p evn-cli` first (benches/run-all.sh does)",

@@ -207,13 +207,23 @@ fn ingest(
                 .arg("--data")
                 .arg(&data)
                 .args(["--exit-when-idle", &IDLE_S.to_string()])
+                // librdkafka's mock broker ends a rebalance on a timer, session timeout − 1 s
+                // (9 s with evn's 10 s), not when every member has rejoined as Kafka does: the
+                // second process's join stalled both for 9 s. A short session timeout brings the
+                // mock near a real broker (members rejoin within a heartbeat).
+                .args(["--kafka-option", "session.timeout.ms=1500"])
+                .args(["--kafka-option", "heartbeat.interval.ms=250"])
                 // Tuning experiments: `EVN_BENCH_INGEST_ARGS="--kafka-option k=v"`.
                 .args(
                     std::env::var("EVN_BENCH_INGEST_ARGS")
                         .unwrap_or_default()
                         .split_whitespace(),
                 )
-                .env("EVN_LOG", "warn")
+                // `EVN_BENCH_LOG=info` for a diagnosis; the log is `ingest-P-N.log` in the scratch folder.
+                .env(
+                    "EVN_LOG",
+                    std::env::var("EVN_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdout(Stdio::piped())
                 .stderr(
                     std::fs::File::create(work.join(format!("ingest-{procs}-{p}.log")))

@@ -198,7 +198,8 @@ pub(crate) fn data_keys() -> Result<Option<Arc<evn_keys::Keyring>>, Failure> {
 // context switches of the loop thread per 2 M CDRs, a quarter of its CPU in malloc/free.
 // mimalloc frees them lock-free: CPU per CDR fell by a fifth and throughput rose by a third
 // (issue #7, benches/ingest). Built with `no_thp` (no MADV_HUGEPAGE on its regions), which
-// kept peak RSS where glibc's was; with THP it was 20 MiB higher.
+// kept ingest's peak RSS where glibc's was; with THP it was 20 MiB higher. The price: `evn
+// serve` peaks at ~66 MiB instead of ~20 (a heap per thread of tokio's blocking pool).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -36,11 +36,13 @@ pub const DEFAULT_MAX_ROWS_PER_COMMIT: usize = 200_000;
 /// Billing months open in one partition buffer before it is committed (late-data bursts).
 pub const DEFAULT_MAX_OPEN_MONTHS: usize = 4;
 /// Rows buffered over all partitions; beyond it the largest buffer is committed (bounded memory).
-pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 400_000;
+/// With column buffers this is the cap that binds (rows take ~50 column bytes, so 48 MiB is
+/// ~1 M rows): 400,000 let the 2 M CDR benchmark peak at 242–270 MiB, 250,000 at 236–249 MiB
+/// with no measurable change in throughput (a few more, smaller files).
+pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 250_000;
 /// Bytes of buffered rows over all partitions (what each row added to its Arrow column
-/// builders); beyond it the largest buffer is committed. The limit dates from rows held as
-/// structs of ~500 bytes (~100,000 rows); column bytes are fewer per row, so it now holds more: with a backlog over many months, every partition buffer holds several open
-/// months and the row limit alone let ingest grow past 400 MiB.
+/// builders); beyond it the largest buffer is committed. It bounds memory where rows are
+/// long (long ids, provenance columns), which the row cap does not.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 48 << 20;
 
 /// Records handled as one batch at most: what the consumer has ready is taken up to this many,

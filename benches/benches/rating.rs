@@ -63,7 +63,7 @@ fn main() {
         let cpu = evn_benches::thread_cpu_ns();
         for line in &input {
             match evn_cdr::parse(line) {
-                Ok(cdr) => match evn_rating::classify(&cdr, &config) {
+                Ok(cdr) => match evn_rating::classify(cdr, &config) {
                     evn_rating::Outcome::Store(c) => {
                         stored += 1;
                         std::hint::black_box(c);

@@ -26,7 +26,7 @@ fn expected(
     {
         match evn_cdr::parse(line) {
             Err(r) => *dead.entry(r.code().to_owned()).or_default() += 1,
-            Ok(cdr) => match evn_rating::classify(&cdr, &cfg) {
+            Ok(cdr) => match evn_rating::classify(cdr, &cfg) {
                 evn_rating::Outcome::Store(c) => {
                     let key = (c.switch_id.clone(), c.cdr_id.clone());
                     if stored.contains_key(&key) {

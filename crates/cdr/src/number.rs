@@ -60,6 +60,10 @@ impl PhoneNumber {
         &self.0
     }
 
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     pub fn is_e164(&self) -> bool {
         self.0.starts_with('+')
     }

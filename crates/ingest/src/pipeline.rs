@@ -312,7 +312,7 @@ fn prepare(config: &Config, topic: &str, offset: i64, payload: &[u8]) -> Prepare
             }
         },
     };
-    match classify(&cdr, config) {
+    match classify(cdr, config) {
         Outcome::Skip(skip) => Prepared::Skip(skip.code()),
         Outcome::Reject(u) => Prepared::DeadLetter {
             reason: u.code(),
@@ -858,7 +858,7 @@ impl State {
             format: source.format.as_str().to_owned(),
             record_id: call.record_id,
         };
-        match classify(&call.cdr, &config) {
+        match classify(call.cdr, &config) {
             Outcome::Store(rated) => Ok(Some((rated, Some(provenance), start))),
             Outcome::Skip(skip) => {
                 self.fold_start(tp, start);

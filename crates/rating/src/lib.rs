@@ -94,8 +94,10 @@ pub enum Outcome {
 }
 
 /// Applies the rules in order: what is never billed is skipped first, then the customer row in
-/// force at the call's local start date decides plan, flatrate and shortening.
-pub fn classify(cdr: &Cdr, config: &Config) -> Outcome {
+/// force at the call's local start date decides plan, flatrate and shortening. Takes the CDR by
+/// value: a stored call keeps its strings instead of copying them (five allocations a CDR on
+/// ingest's prepare thread).
+pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
     match cdr.direction {
         Direction::Inbound => return Outcome::Skip(Skip::Inbound),
         Direction::Internal => return Outcome::Skip(Skip::Internal),
@@ -110,12 +112,12 @@ pub fn classify(cdr: &Cdr, config: &Config) -> Outcome {
         Ok(row) => row,
         Err(Lookup::UnknownCustomer) => {
             return Outcome::Reject(Unbillable::UnknownCustomer {
-                customer_id: cdr.customer_id.clone(),
+                customer_id: cdr.customer_id,
             })
         }
         Err(Lookup::NotYetValid) => {
             return Outcome::Reject(Unbillable::NoRowInForce {
-                customer_id: cdr.customer_id.clone(),
+                customer_id: cdr.customer_id,
                 date,
             })
         }
@@ -139,13 +141,13 @@ pub fn classify(cdr: &Cdr, config: &Config) -> Outcome {
     let called_number = if row.shorten_numbers {
         shorten(called)
     } else {
-        called.to_owned()
+        cdr.called_number.into_string()
     };
     Outcome::Store(Box::new(RatedCall {
-        cdr_id: cdr.cdr_id.clone(),
-        switch_id: cdr.switch_id.clone(),
-        customer_id: cdr.customer_id.clone(),
-        calling_number: cdr.calling_number.as_str().to_owned(),
+        cdr_id: cdr.cdr_id,
+        switch_id: cdr.switch_id,
+        customer_id: cdr.customer_id,
+        calling_number: cdr.calling_number.into_string(),
         called_number,
         start_time: cdr.start_time,
         duration_s,

@@ -37,9 +37,10 @@ pub const DEFAULT_MAX_ROWS_PER_COMMIT: usize = 200_000;
 pub const DEFAULT_MAX_OPEN_MONTHS: usize = 4;
 /// Rows buffered over all partitions; beyond it the largest buffer is committed (bounded memory).
 /// With column buffers this is the cap that binds (rows take ~50 column bytes, so 48 MiB is
-/// ~1 M rows): 400,000 let the 2 M CDR benchmark peak at 241–270 MiB, 250,000 at 236–249 MiB
-/// with no measurable change in throughput (a few more, smaller files).
-pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 250_000;
+/// ~1 M rows). Peak RSS of the 2 M CDR benchmark (issue #7, target 256 MiB): 400,000 rows
+/// 241–270 MiB, 250,000 229–261 MiB, 200,000 232–241 MiB, with no change in throughput beyond
+/// the machine's noise (a few more, smaller files).
+pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 200_000;
 /// Bytes of buffered rows over all partitions (what each row added to its Arrow column
 /// builders); beyond it the largest buffer is committed. It bounds memory where rows are
 /// long (long ids, provenance columns), which the row cap does not.

@@ -173,3 +173,26 @@ fn two_members_one_killed_still_exactly_once() {
     assert_eq!(ids.len(), N);
     assert!(ids.values().all(|n| *n == 1));
 }
+
+#[test]
+fn a_closed_stdout_does_not_turn_a_clean_stop_into_a_failure() {
+    const N: usize = 200;
+    let (broker, _dir, data) = backlog("closed-stdout", N, "cs-");
+    let mut child = Command::new(bin())
+        .args(ingest_args(&broker, "closed-stdout", "g", &data))
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The caller goes away before ingest prints its summary.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ingest failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("could not print the summary"), "{stderr}");
+    let ids = stored_ids(&data);
+    assert_eq!(ids.len(), N);
+    assert!(ids.values().all(|n| *n == 1));
+}

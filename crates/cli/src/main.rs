@@ -6,6 +6,7 @@ mod demo;
 mod privacy;
 mod serve;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -361,7 +362,11 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             opts.flush_interval = Duration::from_secs(flush_interval_secs.max(1));
             opts.kafka_options = kafka_options;
             let (summary, result) = evn_ingest::run(cfg, opts, shutdown_signal()).await;
-            println!("{}", summary.to_json());
+            // Everything in the summary is committed by now: a caller that closed our stdout
+            // (it went away) must not turn a clean stop into a panic and exit code 101.
+            if let Err(e) = writeln!(std::io::stdout(), "{}", summary.to_json()) {
+                tracing::warn!(error = %e, "could not print the summary to stdout");
+            }
             result.context("ingest stopped")?;
             Ok(())
         }

@@ -47,7 +47,7 @@ pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 200_000;
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 48 << 20;
 
 /// Records handled as one batch at most: what the consumer has ready is taken up to this many,
-/// prepared on the prepare thread while the batch before it is applied in order.
+/// prepared on the prepare thread while earlier batches are applied in order.
 const BATCH: usize = 2048;
 /// Batches handed to the prepare thread and not yet applied, at most. More than one lets the
 /// prepare thread run ahead while the loop writes a Parquet file (a commit takes as long as
@@ -585,8 +585,8 @@ impl State {
     }
 
     /// Takes `first` and whatever else the consumer has ready right now (up to [`BATCH`]
-    /// records) as one batch, hands it to the prepare thread, and applies the batch before it
-    /// meanwhile. A rebalance event ends a batch: every record received before it is applied
+    /// records) as one batch, hands it to the prepare thread, and meanwhile applies the oldest
+    /// pending batches beyond [`AHEAD`]. A rebalance event ends a batch: every record received before it is applied
     /// first, then the events are drained, then the record that came with them, as when
     /// records were handled one by one.
     async fn handle_received<'c>(

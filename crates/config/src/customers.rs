@@ -6,9 +6,10 @@ use rustc_hash::FxHashMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 use serde::Deserialize;
 
-use crate::{ConfigError, Tariffs};
+use crate::{ConfigError, PlanIx, Tariffs};
 
 /// The longest customer id; ids become file names (`<customer_id>.pdf`), so they stay short.
 pub const MAX_CUSTOMER_ID_LEN: usize = 64;
@@ -39,14 +40,43 @@ pub enum Lookup {
     NotYetValid,
 }
 
+/// What rating needs of a customer row from `valid_from` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    pub valid_from: NaiveDate,
+    pub plan: PlanIx,
+    /// Dialled numbers are shown without their last three digits.
+    pub shorten_numbers: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CustomerDirectory {
     /// Rows per customer, sorted by `valid_from`.
-    /// Fx: looked up for every CDR ingest classifies (ids are the operator's, not hostile).
     by_id: FxHashMap<String, Vec<CustomerRow>>,
+    /// Per customer, where its terms are in `terms` (start, count). Ingest looks a customer up
+    /// for every CDR: ids up to 24 bytes sit in the table itself and terms hold no pointers,
+    /// where a lookup in `by_id` missed the cache three times (the id's bytes, the rows, the
+    /// plan's name), the largest single item of ingest's prepare thread (perf, issue #7).
+    /// Fx: ids are the operator's, not hostile.
+    terms_of: FxHashMap<CompactString, (u32, u32)>,
+    /// Every customer's terms, each customer's together and sorted by `valid_from`.
+    terms: Vec<Terms>,
 }
 
 impl CustomerDirectory {
+    /// The terms in force on `date`: those of [`CustomerDirectory::in_force`], for rating.
+    pub fn terms_in_force(&self, customer_id: &str, date: NaiveDate) -> Result<Terms, Lookup> {
+        let &(start, count) = self
+            .terms_of
+            .get(customer_id)
+            .ok_or(Lookup::UnknownCustomer)?;
+        let terms = &self.terms[start as usize..][..count as usize];
+        let idx = terms.partition_point(|t| t.valid_from <= date);
+        idx.checked_sub(1)
+            .map(|i| terms[i])
+            .ok_or(Lookup::NotYetValid)
+    }
+
     /// The row in force on `date`: the latest `valid_from` not after it.
     pub fn in_force(&self, customer_id: &str, date: NaiveDate) -> Result<&CustomerRow, Lookup> {
         let rows = self.by_id.get(customer_id).ok_or(Lookup::UnknownCustomer)?;
@@ -76,16 +106,32 @@ impl CustomerDirectory {
         self.by_id.is_empty()
     }
 
-    /// Builds a directory from rows already validated elsewhere (tests, benchmarks).
-    pub fn from_rows(rows: Vec<CustomerRow>) -> Self {
+    /// Builds a directory from validated rows; `plan_ix` resolves a row's plan.
+    pub(crate) fn from_rows(rows: Vec<CustomerRow>, plan_ix: impl Fn(&str) -> PlanIx) -> Self {
         let mut by_id: FxHashMap<String, Vec<CustomerRow>> = FxHashMap::default();
         for row in rows {
             by_id.entry(row.customer_id.clone()).or_default().push(row);
         }
-        for rows in by_id.values_mut() {
+        let mut terms_of = FxHashMap::default();
+        terms_of.reserve(by_id.len());
+        let mut terms = Vec::new();
+        for (id, rows) in by_id.iter_mut() {
             rows.sort_by_key(|r| r.valid_from);
+            terms_of.insert(
+                CompactString::from(id.as_str()),
+                (terms.len() as u32, rows.len() as u32),
+            );
+            terms.extend(rows.iter().map(|r| Terms {
+                valid_from: r.valid_from,
+                plan: plan_ix(&r.plan),
+                shorten_numbers: r.shorten_numbers,
+            }));
         }
-        CustomerDirectory { by_id }
+        CustomerDirectory {
+            by_id,
+            terms_of,
+            terms,
+        }
     }
 
     pub(crate) fn parse(path: &Path, text: &str, tariffs: &Tariffs) -> Result<Self, ConfigError> {
@@ -165,7 +211,11 @@ impl CustomerDirectory {
                 Ok(())
             },
         )?;
-        Ok(Self::from_rows(rows))
+        Ok(Self::from_rows(rows, |plan| {
+            tariffs
+                .plan_ix(plan)
+                .expect("rows are checked against the plans above")
+        }))
     }
 }
 
@@ -240,6 +290,51 @@ mod tests {
             Err(Lookup::UnknownCustomer)
         );
         assert_eq!(dir.rows("K1001")[0].name, "Müller & Söhne GmbH");
+    }
+
+    /// Rating reads the compact terms table, billing the rows: both must name the same row
+    /// for every customer and date, whether the id fits inline (≤ 24 bytes) or not.
+    #[test]
+    fn terms_in_force_match_the_row_in_force() {
+        let long = "K".repeat(MAX_CUSTOMER_ID_LEN);
+        let text = format!(
+            "{HEADER}K1,A,B,1,C,office_flat,true,false,2026-01-01\n\
+             K1,A,B,1,C,office_mobile,true,true,2026-06-01\n\
+             K1,A,B,1,C,office_flat,false,false,2026-11-15\n\
+             {long},A,B,1,C,office_mobile,true,true,2026-03-01\n\
+             K2,A,B,1,C,office_mobile,true,false,2026-02-01\n"
+        );
+        let tariffs = Tariffs::parse(
+            Path::new("tariffs.toml"),
+            "[zones]\nlandline = [\"+49\"]\nmobile = [\"+491\"]\n\
+             [plans.office_flat]\nflatrate = [\"landline\", \"mobile\"]\n\
+             [plans.office_mobile]\nflatrate = [\"mobile\"]\n\
+             [plans.office_mobile.rates]\nlandline = { per_minute = \"0.0100\", increment = \"60/1\" }\n",
+        )
+        .unwrap();
+        let dir = CustomerDirectory::parse(Path::new("customers.csv"), &text, &tariffs).unwrap();
+        let first = NaiveDate::from_ymd_opt(2025, 12, 1).unwrap();
+        for id in ["K1", "K2", long.as_str(), "K3", "K"] {
+            for day in 0..420 {
+                let date = first + chrono::Duration::days(day);
+                let row = dir.in_force(id, date);
+                let terms = dir.terms_in_force(id, date);
+                match (row, terms) {
+                    (Ok(row), Ok(terms)) => {
+                        assert_eq!(terms.valid_from, row.valid_from, "{id} {date}");
+                        assert_eq!(terms.shorten_numbers, row.shorten_numbers, "{id} {date}");
+                        assert_eq!(tariffs.plan_at(terms.plan).name, row.plan, "{id} {date}");
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "{id} {date}"),
+                    (row, terms) => panic!("{id} {date}: {row:?} against {terms:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            dir.terms_in_force("K1", NaiveDate::from_ymd_opt(2026, 7, 1).unwrap())
+                .map(|t| tariffs.plan_at(t.plan).name.as_str()),
+            Ok("office_mobile")
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use counselling::{normalise_number, CounsellingList};
-pub use customers::{CustomerDirectory, CustomerRow, Lookup};
+pub use customers::{CustomerDirectory, CustomerRow, Lookup, Terms};
 pub use error::ConfigError;
 pub use numbers::{NumberDirectory, NumberEntry};
 pub use provider::Provider;
@@ -25,7 +25,7 @@ pub use sources::{
     CsvMapping, CustomerFrom, NumberPlan, Source, SourceFormat, Sources, TimeFormat,
     ASTERISK_CSV_COLUMNS, ASTERISK_CSV_MIN_FIELDS, FREESWITCH_CSV_COLUMNS,
 };
-pub use tariffs::{Increment, Plan, Rate, Tariffs, ZoneId};
+pub use tariffs::{Increment, Plan, PlanIx, Rate, Tariffs, ZoneId};
 
 pub const PROVIDER_FILE: &str = "provider.toml";
 pub const TARIFFS_FILE: &str = "tariffs.toml";

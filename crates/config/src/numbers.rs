@@ -134,7 +134,7 @@ struct RawRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CustomerRow;
+    use crate::{CustomerRow, PlanIx};
 
     fn customers() -> CustomerDirectory {
         let row = |id: &str| CustomerRow {
@@ -149,7 +149,7 @@ mod tests {
             valid_from: d("2026-01-01"),
             line: 2,
         };
-        CustomerDirectory::from_rows(vec![row("K1"), row("K2")])
+        CustomerDirectory::from_rows(vec![row("K1"), row("K2")], |_| PlanIx(0))
     }
 
     fn d(s: &str) -> NaiveDate {

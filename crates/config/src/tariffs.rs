@@ -110,9 +110,29 @@ pub struct Tariffs {
     pub zones: BTreeMap<ZoneId, Vec<String>>,
     pub zone_labels: BTreeMap<ZoneId, String>,
     pub plans: BTreeMap<String, Plan>,
+    /// `plans` in name order, for [`Tariffs::plan_at`].
+    by_ix: Vec<Plan>,
 }
 
+/// A plan's position in [`Tariffs::plan_at`]. Customer terms name their plan by it: rating
+/// looks the plan up for every CDR, and a lookup by name read the row's plan string, a cache
+/// miss (perf, issue #7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlanIx(pub(crate) u32);
+
 impl Tariffs {
+    pub fn plan_ix(&self, name: &str) -> Option<PlanIx> {
+        self.by_ix
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| PlanIx(i as u32))
+    }
+
+    /// The plan at `ix`, which [`Tariffs::plan_ix`] of these tariffs returned.
+    pub fn plan_at(&self, ix: PlanIx) -> &Plan {
+        &self.by_ix[ix.0 as usize]
+    }
+
     /// The zone of a dialled number: the longest matching prefix wins.
     pub fn zone_of(&self, number: &str) -> Option<&ZoneId> {
         let max = self.longest_prefix.min(number.len());
@@ -255,12 +275,14 @@ impl Tariffs {
         if plans.is_empty() {
             return Err(ConfigError::new(path, None, "no `[plans.NAME]` defined"));
         }
+        let by_ix = plans.values().cloned().collect();
         Ok(Tariffs {
             prefixes,
             longest_prefix,
             zones,
             zone_labels,
             plans,
+            by_ix,
         })
     }
 }

@@ -108,8 +108,8 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
     }
     let local_start = cdr.start_time.with_timezone(&Berlin);
     let date = local_start.date_naive();
-    let row = match config.customers.in_force(&cdr.customer_id, date) {
-        Ok(row) => row,
+    let terms = match config.customers.terms_in_force(&cdr.customer_id, date) {
+        Ok(terms) => terms,
         Err(Lookup::UnknownCustomer) => {
             return Outcome::Reject(Unbillable::UnknownCustomer {
                 customer_id: cdr.customer_id,
@@ -128,8 +128,7 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
             number: called.to_owned(),
         });
     };
-    // Customer rows are validated against the plans, so the plan exists.
-    let plan = &config.tariffs.plans[&row.plan];
+    let plan = config.tariffs.plan_at(terms.plan);
     if plan.flatrate.contains(zone) {
         return Outcome::Skip(Skip::Flatrate);
     }
@@ -138,7 +137,7 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
     let charge_eur = charge(rate.per_minute, rate.increment.billable(duration_s));
     // Rating and the counselling check use the full number; shortening comes last.
     let counselling = config.counselling.contains(called);
-    let called_number = if row.shorten_numbers {
+    let called_number = if terms.shorten_numbers {
         shorten(called)
     } else {
         cdr.called_number.into_string()
@@ -154,8 +153,8 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
         zone: zone.as_str().to_owned(),
         charge_eur,
         billing_month: BillingMonth::of(cdr.start_time),
-        plan: row.plan.clone(),
-        shortened: row.shorten_numbers,
+        plan: plan.name.clone(),
+        shortened: terms.shorten_numbers,
         counselling,
     }))
 }

@@ -562,6 +562,7 @@ impl State {
                 }
                 _ = tick.tick() => {
                     self.opts.health.beat();
+                    self.dedup.tick();
                     // Pending batches are applied when records stop coming (they would wait for
                     // the next record otherwise) and before rebalance events. Under load they
                     // stay pending: applying them every tick emptied the pipeline, and the loop

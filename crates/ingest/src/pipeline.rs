@@ -172,9 +172,12 @@ impl ConsumerContext for Ctx {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS as ASSIGN,
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS as REVOKE,
         };
+        // Our commit in flight lands first: before a revoked partition goes to its next owner
+        // (who would otherwise race it and fence one of us), and before an assigned
+        // partition's start is read from the log.
+        self.gate.wait();
         let mut assigned = Vec::new();
         if err == ASSIGN {
-            self.gate.wait();
             for (topic, partition) in tps(tpl) {
                 let state = match self.log.recover(&topic, partition) {
                     Ok(state) => {
@@ -437,25 +440,32 @@ struct CommitGate {
     idle: std::sync::Condvar,
 }
 
-impl CommitGate {
-    fn enter(&self) {
-        *self.open.lock().expect("not poisoned") += 1;
-    }
+/// A commit being written; dropping it leaves the gate, also when the commit panics (a gate
+/// left open would stop the next rebalance for good).
+struct Entered(Arc<CommitGate>);
 
-    fn leave(&self) {
-        let mut open = self.open.lock().expect("not poisoned");
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let mut open = self.0.open.lock().unwrap_or_else(|e| e.into_inner());
         *open -= 1;
         if *open == 0 {
-            self.idle.notify_all();
+            self.0.idle.notify_all();
         }
+    }
+}
+
+impl CommitGate {
+    fn enter(self: &Arc<Self>) -> Entered {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Entered(Arc::clone(self))
     }
 
     fn wait(&self) {
-        let open = self.open.lock().expect("not poisoned");
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let _idle = self
             .idle
             .wait_while(open, |n| *n > 0)
-            .expect("not poisoned");
+            .unwrap_or_else(|e| e.into_inner());
     }
 }
 
@@ -580,6 +590,17 @@ impl State {
 
     async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
         let consumer = self.consumer()?;
+        let result = self.consume(&consumer, shutdown).await;
+        // A commit started before an error lands anyway (the runtime waits for it): count it.
+        let finished = self.finish_commit(&consumer).await;
+        result.and(finished)
+    }
+
+    async fn consume(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), IngestError> {
         tokio::pin!(shutdown);
         let started = Instant::now();
         let mut last_message = Instant::now();
@@ -742,10 +763,7 @@ impl State {
     async fn drain_events(&mut self, consumer: &StreamConsumer<Ctx>) -> Result<(), IngestError> {
         let events: Vec<Event> =
             std::mem::take(&mut *consumer.context().events.lock().expect("not poisoned"));
-        if !events.is_empty() {
-            // A revoked partition's commit ends before the partition is forgotten.
-            self.finish_commit(consumer).await?;
-        }
+        let any = !events.is_empty();
         for event in events {
             match event {
                 Event::Revoke(list) => {
@@ -760,6 +778,10 @@ impl State {
                     }
                 }
                 Event::Assign(list) => {
+                    // The commit in flight ends before partitions are set up from the log (the
+                    // callback waited for it to land). Revoked partitions are gone by now, so a
+                    // fence of one is not answered by a seek on a partition no longer ours.
+                    self.finish_commit(consumer).await?;
                     self.awaiting_assignment = false;
                     for (tp, state) in list {
                         let state = match state {
@@ -771,7 +793,10 @@ impl State {
                             tp.clone(),
                             Partition {
                                 durable_last: state.last,
-                                seek_epoch: self.seeks,
+                                // Not `self.seeks`: a fence of another partition in this
+                                // drain would make the record that came with the events (of
+                                // this assignment, tagged before the drain) look stale.
+                                seek_epoch: 0,
                                 buf: Buffer::default(),
                                 held: Held::default(),
                             },
@@ -780,6 +805,9 @@ impl State {
                     }
                 }
             }
+        }
+        if any {
+            self.finish_commit(consumer).await?;
         }
         Ok(())
     }
@@ -1270,12 +1298,10 @@ impl State {
         self.opts.metrics.set_buffered(self.buffered_rows);
         let (log, gate, topic, partition) =
             (self.log.clone(), Arc::clone(&self.gate), tp.0.clone(), tp.1);
-        gate.enter();
+        let entered = gate.enter();
         let task = tokio::task::spawn_blocking(move || {
-            let result =
-                log.commit_holding(&topic, partition, prev, last, &batches, &held, options);
-            gate.leave();
-            result
+            let _entered = entered; // left when the commit returns or panics
+            log.commit_holding(&topic, partition, prev, last, &batches, &held, options)
         });
         self.in_flight = Some(InFlight {
             tp: tp.clone(),

@@ -41,7 +41,7 @@ pub const DEFAULT_MAX_OPEN_MONTHS: usize = 4;
 /// 241–270 MiB, 250,000 229–261 MiB, 200,000 232–241 MiB, with no change in throughput beyond
 /// the machine's noise (a few more, smaller files). Since commits are written in the
 /// background a commit's rows leave this count when it starts: 200,000 then peaked at
-/// 249–266 MiB, 150,000 at 227–238 MiB.
+/// 249–266 MiB, 150,000 at 219–256 MiB (~19 runs); 120,000 was no lower (220–247 MiB).
 pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 150_000;
 /// Bytes of buffered rows over all partitions (what each row added to its Arrow column
 /// builders); beyond it the largest buffer is committed. It bounds memory where rows are
@@ -485,8 +485,9 @@ struct State {
     seeks: u64,
     /// The commit being written in the background ([`State::commit_partition`]).
     in_flight: Option<InFlight>,
-    /// Open while a commit is written: the rebalance callback waits for it before it reads
-    /// the commit log, so an assigned partition starts after our last commit.
+    /// Open while a commit is written: the rebalance callback waits for it, so a revoked
+    /// partition's commit lands before its next owner starts and an assigned partition starts
+    /// after our last commit.
     gate: Arc<CommitGate>,
     /// Between a revocation (or the start) and the next assignment: the group is rebalancing,
     /// so "every assigned partition is at its end" means nothing yet.
@@ -622,16 +623,16 @@ impl State {
                 }
                 msg = consumer.recv() => {
                     let epoch = self.seeks;
-                    self.drain_events_after(&consumer, &mut pending).await?;
+                    self.drain_events_after(consumer, &mut pending).await?;
                     match msg {
                         Ok(m) => {
                             last_message = Instant::now();
                             self.opts.health.set_ready(true);
-                            self.handle_received(&consumer, (m, epoch), &mut pending).await?;
+                            self.handle_received(consumer, (m, epoch), &mut pending).await?;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "kafka reports a problem; retrying");
-                            self.commit_due(&consumer, false).await?;
+                            self.commit_due(consumer, false).await?;
                         }
                     }
                 }
@@ -639,7 +640,7 @@ impl State {
                     self.opts.health.beat();
                     self.dedup.tick();
                     if self.in_flight.as_ref().is_some_and(|c| c.task.is_finished()) {
-                        self.finish_commit(&consumer).await?;
+                        self.finish_commit(consumer).await?;
                     }
                     // Pending batches are applied when records stop coming (they would wait for
                     // the next record otherwise) and before rebalance events. Under load they
@@ -648,24 +649,24 @@ impl State {
                     // tick: the loop waited 0.58-0.93 s for prepare, now 0.39-0.56 s). Buffers
                     // due by age commit what is applied; pending records come after it and go
                     // into the next commit.
-                    if last_message.elapsed() >= every || events_pending(&consumer) {
-                        self.apply_pending(&consumer, &mut pending).await?;
-                        self.drain_events(&consumer).await?;
+                    if last_message.elapsed() >= every || events_pending(consumer) {
+                        self.apply_pending(consumer, &mut pending).await?;
+                        self.drain_events(consumer).await?;
                     }
-                    self.commit_due(&consumer, false).await?;
+                    self.commit_due(consumer, false).await?;
                     if !self.opts.health.is_ready() && last_probe.elapsed() >= Duration::from_secs(2) {
                         last_probe = Instant::now();
-                        self.probe_broker(&consumer);
+                        self.probe_broker(consumer);
                     }
                     if last_lag.elapsed() >= Duration::from_secs(5) {
                         last_lag = Instant::now();
-                        self.report_lag(&consumer);
+                        self.report_lag(consumer);
                     }
                     if let Some(idle) = self.opts.exit_when_idle {
                         // A rebalance can take a while (a dead member's session must expire; the
                         // group waits for every member to rejoin): only an assignment, even an
                         // empty one, says which partitions are ours to finish.
-                        if !self.awaiting_assignment && last_message.elapsed() >= idle && started.elapsed() >= idle && self.at_end(&consumer) {
+                        if !self.awaiting_assignment && last_message.elapsed() >= idle && started.elapsed() >= idle && self.at_end(consumer) {
                             tracing::info!("every assigned partition is at its end: exiting");
                             break;
                         }
@@ -673,10 +674,10 @@ impl State {
                 }
             }
         }
-        self.apply_pending(&consumer, &mut pending).await?;
-        self.drain_events(&consumer).await?;
-        self.commit_due(&consumer, true).await?;
-        self.finish_commit(&consumer).await?;
+        self.apply_pending(consumer, &mut pending).await?;
+        self.drain_events(consumer).await?;
+        self.commit_due(consumer, true).await?;
+        self.finish_commit(consumer).await?;
         self.total.held = self.parts.values().map(|p| p.held.len() as u64).sum();
         Ok(())
     }

@@ -127,16 +127,17 @@ fn demo_fixture_is_stored_rated_and_dead_lettered_exactly_as_the_rules_say() {
 fn spawn_member(
     broker: &Broker,
     topic: &str,
+    group: &str,
     data: &std::path::Path,
-    stdout: Stdio,
+    (stdout, stderr): (Stdio, Stdio),
 ) -> std::process::Child {
-    let mut args = ingest_args(broker, topic, "g", data);
+    let mut args = ingest_args(broker, topic, group, data);
     args.extend(["--flush-interval-secs".into(), "1".into()]);
     Command::new(bin())
         .args(&args)
         .env("EVN_LOG", "warn")
         .stdout(stdout)
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
@@ -146,7 +147,7 @@ fn kill_9_mid_stream_loses_nothing_and_stores_nothing_twice() {
     const N: usize = 100_000;
     let (broker, _dir, data) = backlog("crash", N, "c-");
     for round in 0..4 {
-        let mut child = spawn_member(&broker, "crash", &data, Stdio::null());
+        let mut child = spawn_member(&broker, "crash", "g", &data, (Stdio::null(), Stdio::null()));
         std::thread::sleep(Duration::from_millis(1500 + 400 * round));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -161,8 +162,8 @@ fn kill_9_mid_stream_loses_nothing_and_stores_nothing_twice() {
 fn two_members_one_killed_still_exactly_once() {
     const N: usize = 60_000;
     let (broker, _dir, data) = backlog("pair", N, "p-");
-    let mut a = spawn_member(&broker, "pair", &data, Stdio::null());
-    let b = spawn_member(&broker, "pair", &data, Stdio::piped());
+    let mut a = spawn_member(&broker, "pair", "g", &data, (Stdio::null(), Stdio::null()));
+    let b = spawn_member(&broker, "pair", "g", &data, (Stdio::piped(), Stdio::null()));
     std::thread::sleep(Duration::from_millis(2500));
     a.kill().unwrap();
     a.wait().unwrap();
@@ -209,15 +210,13 @@ fn two_groups_racing_on_one_data_folder_store_each_cdr_once() {
     let members: Vec<_> = ["ga", "gb"]
         .iter()
         .map(|group| {
-            let mut args = ingest_args(&broker, "race", group, &data);
-            args.extend(["--flush-interval-secs".into(), "1".into()]);
-            Command::new(bin())
-                .args(&args)
-                .env("EVN_LOG", "warn")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn_member(
+                &broker,
+                "race",
+                group,
+                &data,
+                (Stdio::piped(), Stdio::piped()),
+            )
         })
         .collect();
     for member in members {

@@ -100,27 +100,27 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut raw = Raw::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let slot = match key.as_ref() {
-                "cdr_id" => &mut raw.cdr_id,
-                "switch_id" => &mut raw.switch_id,
-                "customer_id" => &mut raw.customer_id,
-                "calling_number" => &mut raw.calling_number,
-                "called_number" => &mut raw.called_number,
-                "direction" => &mut raw.direction,
-                "start_time" => &mut raw.start_time,
-                "answer_time" => &mut raw.answer_time,
-                "end_time" => &mut raw.end_time,
-                "disposition" => &mut raw.disposition,
-                _ => {
-                    // Forward compatibility: unknown fields are ignored.
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
+        while let Some(key) = map.next_key::<Key>()? {
+            let Key::Field(field) = key else {
+                // Forward compatibility: unknown fields are ignored.
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let slot = match field {
+                Field::CdrId => &mut raw.cdr_id,
+                Field::SwitchId => &mut raw.switch_id,
+                Field::CustomerId => &mut raw.customer_id,
+                Field::CallingNumber => &mut raw.calling_number,
+                Field::CalledNumber => &mut raw.called_number,
+                Field::Direction => &mut raw.direction,
+                Field::StartTime => &mut raw.start_time,
+                Field::AnswerTime => &mut raw.answer_time,
+                Field::EndTime => &mut raw.end_time,
+                Field::Disposition => &mut raw.disposition,
             };
             let value = map.next_value::<Jv<'de>>()?;
             if slot.is_some() {
-                raw.duplicate.get_or_insert(field_name(&key));
+                raw.duplicate.get_or_insert(field.name());
             }
             *slot = Some(value);
         }
@@ -150,25 +150,78 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
 }
 
-/// Interns the field name so errors can carry `&'static str`.
-fn field_name(key: &str) -> &'static str {
-    const FIELDS: [&str; 10] = [
-        "cdr_id",
-        "switch_id",
-        "customer_id",
-        "calling_number",
-        "called_number",
-        "direction",
-        "start_time",
-        "answer_time",
-        "end_time",
-        "disposition",
+/// The fields a CDR has: keys are matched without copying them (serde's `Cow<str>` would
+/// allocate a `String` for every key, ten a record).
+#[derive(Clone, Copy)]
+enum Field {
+    CdrId,
+    SwitchId,
+    CustomerId,
+    CallingNumber,
+    CalledNumber,
+    Direction,
+    StartTime,
+    AnswerTime,
+    EndTime,
+    Disposition,
+}
+
+impl Field {
+    const ALL: [Field; 10] = [
+        Field::CdrId,
+        Field::SwitchId,
+        Field::CustomerId,
+        Field::CallingNumber,
+        Field::CalledNumber,
+        Field::Direction,
+        Field::StartTime,
+        Field::AnswerTime,
+        Field::EndTime,
+        Field::Disposition,
     ];
-    FIELDS
-        .iter()
-        .find(|f| **f == key)
-        .copied()
-        .unwrap_or("unknown")
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::CdrId => "cdr_id",
+            Field::SwitchId => "switch_id",
+            Field::CustomerId => "customer_id",
+            Field::CallingNumber => "calling_number",
+            Field::CalledNumber => "called_number",
+            Field::Direction => "direction",
+            Field::StartTime => "start_time",
+            Field::AnswerTime => "answer_time",
+            Field::EndTime => "end_time",
+            Field::Disposition => "disposition",
+        }
+    }
+}
+
+/// An object key: one of the CDR's fields or one this version does not know.
+enum Key {
+    Field(Field),
+    Unknown,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl Visitor<'_> for KeyVisitor {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    // serde_json hands borrowed and unescaped keys alike to `visit_str`.
+    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+        Ok(Field::ALL
+            .into_iter()
+            .find(|f| f.name() == key)
+            .map_or(Key::Unknown, Key::Field))
+    }
 }
 
 #[derive(Default)]
@@ -401,6 +454,19 @@ mod tests {
     fn unknown_fields_are_ignored() {
         let input = with("x_vendor", Some(r#"{"a":[1,2,{"b":null}]}"#));
         assert!(parse(input.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn escaped_keys_are_matched_like_plain_ones() {
+        let input = GOOD.replacen("\"cdr_id\"", r#""cdr\u005fid""#, 1);
+        assert_ne!(input, GOOD);
+        assert_eq!(parse(input.as_bytes()).unwrap().cdr_id, "fra1-000000001234");
+        let dup = GOOD.replacen("\"switch_id\"", r#""switch\u005fid":"x","switch_id""#, 1);
+        let err = parse(dup.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid_field: `switch_id` appears more than once"
+        );
     }
 
     #[test]

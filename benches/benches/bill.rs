@@ -174,18 +174,19 @@ fn row(i: usize, customers: usize, file: usize) -> StoredCall {
     let shortened = c % 3 == 0;
     StoredCall {
         call: RatedCall {
-            cdr_id: format!("b{i:09}"),
+            cdr_id: format!("b{i:09}").into(),
             switch_id: "fra1".into(),
-            customer_id: evn_benches::customer_id(c),
+            customer_id: evn_benches::customer_id(c).into(),
             // Two lines per customer.
             calling_number: format!(
                 "+4930{:07}",
                 1_000_000 + (c * 2 + i / customers % 2) % 9_000_000
-            ),
+            )
+            .into(),
             called_number: if shortened {
                 evn_rating::shorten(&number)
             } else {
-                number
+                number.into()
             },
             start_time: start,
             duration_s: 1 + (i as i64 * 13) % 3_600,

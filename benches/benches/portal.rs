@@ -58,14 +58,15 @@ fn bill_month(dir: &Path) -> (std::path::PathBuf, usize, usize) {
             let number = format!("+49151{:08}", (i * 7919) % 100_000_000);
             StoredCall {
                 call: RatedCall {
-                    cdr_id: format!("p{i:09}"),
+                    cdr_id: format!("p{i:09}").into(),
                     switch_id: "fra1".into(),
-                    customer_id: evn_benches::customer_id(c),
-                    calling_number: format!("+4930{:07}", 1_000_000 + c * 2 + i / CONNECTIONS % 2),
+                    customer_id: evn_benches::customer_id(c).into(),
+                    calling_number: format!("+4930{:07}", 1_000_000 + c * 2 + i / CONNECTIONS % 2)
+                        .into(),
                     called_number: if c % 3 == 0 {
                         evn_rating::shorten(&number)
                     } else {
-                        number
+                        number.into()
                     },
                     start_time: DateTime::from_timestamp(
                         1_793_487_600 + (i as i64 * 311) % 2_500_000,

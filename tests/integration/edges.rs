@@ -401,7 +401,7 @@ fn shared() -> &'static Shared {
         let second = ingest_to_end_idle(&broker, TOPIC, "edges", &data, 1);
         let mut rows: BTreeMap<String, Vec<evn_store::StoredCall>> = BTreeMap::new();
         for r in stored_rows(&data) {
-            rows.entry(r.call.cdr_id.clone()).or_default().push(r);
+            rows.entry(r.call.cdr_id.to_string()).or_default().push(r);
         }
         let dead = read_dead_letters(&broker, &format!("{TOPIC}.dlq"), rejections().len());
         let months = evn_store::list_months(&data)

@@ -28,7 +28,7 @@ fn expected(
             Err(r) => *dead.entry(r.code().to_owned()).or_default() += 1,
             Ok(cdr) => match evn_rating::classify(cdr, &cfg) {
                 evn_rating::Outcome::Store(c) => {
-                    let key = (c.switch_id.clone(), c.cdr_id.clone());
+                    let key = (c.switch_id.to_string(), c.cdr_id.to_string());
                     if stored.contains_key(&key) {
                         dups += 1;
                     } else {
@@ -65,7 +65,7 @@ fn demo_fixture_is_stored_rated_and_dead_lettered_exactly_as_the_rules_say() {
             assert_eq!(row.call.billing_month, month);
             assert!(
                 got.insert(
-                    (row.call.switch_id.clone(), row.call.cdr_id.clone()),
+                    (row.call.switch_id.to_string(), row.call.cdr_id.to_string()),
                     row.call
                 )
                 .is_none(),

@@ -362,7 +362,7 @@ fn stored_ids_in(location: &evn_store::Location) -> BTreeMap<(String, String), u
     for month in location.list_months().unwrap() {
         for row in location.read_month_with(month, None).unwrap() {
             assert_eq!(row.call.billing_month, month);
-            *ids.entry((row.call.switch_id, row.call.cdr_id))
+            *ids.entry((row.call.switch_id.into(), row.call.cdr_id.into()))
                 .or_default() += 1;
         }
     }

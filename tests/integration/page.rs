@@ -71,11 +71,11 @@ fn call(customer: &str, month: &str, i: u32) -> evn_store::StoredCall {
     c.call.charge_eur = rust_decimal::Decimal::new(1490 + i64::from(i) * 2371, 4);
     match i % 3 {
         1 => {
-            c.call.called_number = format!("+4930123{i:04}");
+            c.call.called_number = format!("+4930123{i:04}").into();
             c.call.zone = "landline".into();
         }
         2 => {
-            c.call.called_number = format!("+33123456{i:03}");
+            c.call.called_number = format!("+33123456{i:03}").into();
             c.call.zone = "eu".into();
         }
         _ => {}

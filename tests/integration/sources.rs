@@ -67,13 +67,13 @@ fn run(topic: &str, file: &str, dead_expected: usize) -> Run {
         .map(|r| {
             let c = r.call;
             (
-                c.cdr_id,
+                c.cdr_id.into(),
                 (
-                    c.customer_id,
-                    c.called_number,
+                    c.customer_id.into(),
+                    c.called_number.into(),
                     c.start_time.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string(),
                     c.duration_s,
-                    c.zone,
+                    c.zone.into(),
                 ),
             )
         })
@@ -405,10 +405,10 @@ fn kamailio_calls_pair_across_a_restart_end_to_end() {
             );
             let c = r.call;
             (
-                c.cdr_id,
+                c.cdr_id.into(),
                 (
-                    c.customer_id,
-                    c.called_number,
+                    c.customer_id.into(),
+                    c.called_number.into(),
                     c.start_time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                     c.duration_s,
                 ),

@@ -189,7 +189,7 @@ pub fn stored_ids(data: &Path) -> BTreeMap<(String, String), usize> {
     let mut ids = BTreeMap::new();
     for month in evn_store::list_months(data).unwrap() {
         for row in evn_store::read_month(data, month).unwrap() {
-            *ids.entry((row.call.switch_id, row.call.cdr_id))
+            *ids.entry((row.call.switch_id.into(), row.call.cdr_id.into()))
                 .or_default() += 1;
         }
     }
@@ -406,14 +406,14 @@ pub fn privacy_call(
         format!("{month}-10T10:{:02}:00Z", i % 60).parse().unwrap();
     evn_store::StoredCall {
         call: evn_rating::RatedCall {
-            cdr_id: format!("{customer}-{month}-{i}"),
+            cdr_id: format!("{customer}-{month}-{i}").into(),
             switch_id: "fra1".into(),
             customer_id: customer.into(),
             calling_number: "+493012345".into(),
             called_number: if counselling {
                 "+498001110111".into()
             } else {
-                format!("+4915112345{i:03}")
+                format!("+4915112345{i:03}").into()
             },
             start_time: start,
             duration_s: 60 + i64::from(i),

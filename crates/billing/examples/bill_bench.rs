@@ -78,14 +78,14 @@ fn main() {
                 let number = format!("+49151{:08}", (i * 7919) % 100_000_000);
                 StoredCall {
                     call: RatedCall {
-                        cdr_id: format!("b{i:09}"),
+                        cdr_id: format!("b{i:09}").into(),
                         switch_id: "fra1".into(),
-                        customer_id: format!("C{c:07}"),
-                        calling_number: format!("+4930{:06}", 100_000 + c % 900_000),
+                        customer_id: format!("C{c:07}").into(),
+                        calling_number: format!("+4930{:06}", 100_000 + c % 900_000).into(),
                         called_number: if c % 3 == 0 {
                             evn_rating::shorten(&number)
                         } else {
-                            number
+                            number.into()
                         },
                         start_time: start,
                         duration_s: (i as i64 * 13) % 3_600,

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{NaiveDate, SecondsFormat, Utc};
+use compact_str::CompactString;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
@@ -283,7 +284,7 @@ pub fn dedup(calls: &mut Vec<RatedCall>) -> usize {
         (a.start_time, &a.switch_id, &a.cdr_id).cmp(&(b.start_time, &b.switch_id, &b.cdr_id))
     });
     let before = calls.len();
-    let mut seen: HashSet<(String, String)> = HashSet::with_capacity(calls.len());
+    let mut seen: HashSet<(CompactString, CompactString)> = HashSet::with_capacity(calls.len());
     calls.retain(|c| seen.insert((c.switch_id.clone(), c.cdr_id.clone())));
     before - calls.len()
 }
@@ -339,8 +340,8 @@ pub fn build_document(
         .map(|c| EvnCall {
             hidden: c.counselling || config.counselling.contains(&c.called_number),
             zone_label: config.tariffs.label(&c.zone).to_owned(),
-            calling_number: c.calling_number,
-            called_number: c.called_number,
+            calling_number: c.calling_number.into(),
+            called_number: c.called_number.into(),
             start_time: c.start_time,
             duration_s: c.duration_s,
             charge: c.charge_eur,
@@ -433,13 +434,13 @@ fn scan(
                 failure = Some(e);
                 return;
             }
-            match counts.get_mut(&call.customer_id) {
+            match counts.get_mut(call.customer_id.as_str()) {
                 Some(n) => *n += 1,
                 None => {
-                    counts.insert(call.customer_id.clone(), 1);
+                    counts.insert(call.customer_id.to_string(), 1);
                 }
             }
-            if selected.contains(&call.customer_id) {
+            if selected.contains(call.customer_id.as_str()) {
                 if let Err(e) = holder.push(call) {
                     failure = Some(e);
                 }
@@ -463,7 +464,7 @@ fn check_row(
     known_zones: &mut HashSet<String>,
 ) -> Result<(), BillError> {
     let mismatch = |reason: String| BillError::ConfigMismatch {
-        customer_id: call.customer_id.clone(),
+        customer_id: call.customer_id.to_string(),
         file: file.to_owned(),
         reason,
     };
@@ -472,11 +473,11 @@ fn check_row(
             file: file.to_owned(),
             month,
             row_month: call.billing_month,
-            switch_id: call.switch_id.clone(),
-            cdr_id: call.cdr_id.clone(),
+            switch_id: call.switch_id.to_string(),
+            cdr_id: call.cdr_id.to_string(),
         });
     }
-    if !known_customers.contains(&call.customer_id) {
+    if !known_customers.contains(call.customer_id.as_str()) {
         if config.customers.rows(&call.customer_id).is_empty() {
             return Err(mismatch("who is not in customers.csv".to_owned()));
         }
@@ -485,9 +486,9 @@ fn check_row(
                 "whose first customers.csv row starts after the month".to_owned(),
             ));
         }
-        known_customers.insert(call.customer_id.clone());
+        known_customers.insert(call.customer_id.to_string());
     }
-    if !known_zones.contains(&call.zone) {
+    if !known_zones.contains(call.zone.as_str()) {
         if !config
             .tariffs
             .zones
@@ -498,7 +499,7 @@ fn check_row(
                 call.zone
             )));
         }
-        known_zones.insert(call.zone.clone());
+        known_zones.insert(call.zone.to_string());
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
+use compact_str::CompactString;
 use rust_decimal::Decimal;
 
 use evn_keys::{DataKey, Keyring};
@@ -120,7 +121,7 @@ impl Holder {
         }
         self.held += 1;
         self.memory
-            .entry(call.customer_id.clone())
+            .entry(call.customer_id.to_string())
             .or_default()
             .push(call);
         if self.held > self.budget {
@@ -222,7 +223,7 @@ impl Holder {
                 read_bucket(&path, bucket, &spill.key, self.month, &mut |call| {
                     if wanted.contains(call.customer_id.as_str()) {
                         calls
-                            .entry(call.customer_id.clone())
+                            .entry(call.customer_id.to_string())
                             .or_default()
                             .push(call);
                     }
@@ -316,10 +317,10 @@ fn decode(rec: &[u8], month: BillingMonth) -> Option<RatedCall> {
         at += n;
         Some(s)
     };
-    let mut strings: Vec<String> = Vec::with_capacity(7);
+    let mut strings: Vec<CompactString> = Vec::with_capacity(7);
     for _ in 0..7 {
         let n = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        strings.push(String::from_utf8(take(n)?.to_vec()).ok()?);
+        strings.push(CompactString::from_utf8(take(n)?).ok()?);
     }
     let micros = i64::from_le_bytes(take(8)?.try_into().ok()?);
     let duration_s = i64::from_le_bytes(take(8)?.try_into().ok()?);
@@ -352,9 +353,9 @@ mod tests {
     fn call(i: usize) -> RatedCall {
         let start_time = DateTime::from_timestamp(1_795_000_000 + i as i64, 7_000).unwrap();
         RatedCall {
-            cdr_id: format!("c{i}"),
+            cdr_id: format!("c{i}").into(),
             switch_id: "fra1".into(),
-            customer_id: format!("K{}", i % 7),
+            customer_id: format!("K{}", i % 7).into(),
             calling_number: "+4930901820".into(),
             called_number: "+4915112345xxx".into(),
             start_time,
@@ -378,7 +379,7 @@ mod tests {
         let calls: Vec<RatedCall> = (0..100).map(call).collect();
         let mut counts: HashMap<String, usize> = HashMap::new();
         for c in &calls {
-            *counts.entry(c.customer_id.clone()).or_default() += 1;
+            *counts.entry(c.customer_id.to_string()).or_default() += 1;
             h.push(c.clone()).unwrap();
         }
         assert!(h.spilled());

@@ -992,7 +992,7 @@ proptest::proptest! {
                 let t = DateTime::from_timestamp(1_793_600_000 + i as i64 * 3_600, 0).unwrap();
                 let mut c = call(&format!("p{i}"), "K1002", &t.to_rfc3339(), NUMBERS[number], "mobile", "0", false).call;
                 c.charge_eur = Decimal::new(charge, 4);
-                c.calling_number = format!("+4989123456{line}");
+                c.calling_number = format!("+4989123456{line}").into();
                 c
             })
             .collect();

@@ -10,6 +10,7 @@ pub use number::{NumberError, PhoneNumber};
 pub use parse::parse;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 
 /// The longest `cdr_id`, `switch_id` or `customer_id` we accept; longer ids are switch bugs.
 pub const MAX_ID_LEN: usize = 128;
@@ -17,9 +18,9 @@ pub const MAX_ID_LEN: usize = 128;
 /// A validated call-detail record. Times are UTC instants whatever offset they arrived with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cdr {
-    pub cdr_id: String,
-    pub switch_id: String,
-    pub customer_id: String,
+    pub cdr_id: CompactString,
+    pub switch_id: CompactString,
+    pub customer_id: CompactString,
     pub calling_number: PhoneNumber,
     pub called_number: PhoneNumber,
     pub direction: Direction,

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// E.164 allows at most 15 digits after the `+`.
 const MAX_E164_DIGITS: usize = 15;
 /// Short codes (`110`, `116123`, `11833`) are short; anything longer is a national number
@@ -10,7 +12,7 @@ const MAX_SHORT_CODE_DIGITS: usize = 6;
 
 /// A validated number: `+4930901820` or a short code such as `116123`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PhoneNumber(String);
+pub struct PhoneNumber(CompactString);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
@@ -53,14 +55,14 @@ impl PhoneNumber {
         } else if digits.len() < 2 || digits.len() > MAX_SHORT_CODE_DIGITS {
             return Err(NumberError::NotE164(s.to_owned()));
         }
-        Ok(PhoneNumber(s.to_owned()))
+        Ok(PhoneNumber(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
+    pub fn into_inner(self) -> CompactString {
         self.0
     }
 

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::{Cdr, Direction, Disposition, PhoneNumber, Rejection, MAX_ID_LEN};
@@ -355,10 +356,10 @@ fn required_str<'a>(field: &'static str, v: Option<Jv<'a>>) -> Result<Cow<'a, st
     }
 }
 
-fn id(field: &'static str, v: Option<Jv<'_>>) -> Result<String, Rejection> {
+fn id(field: &'static str, v: Option<Jv<'_>>) -> Result<CompactString, Rejection> {
     let s = required_str(field, v)?;
     check_id(field, &s)?;
-    Ok(s.into_owned())
+    Ok(CompactString::from(s.as_ref()))
 }
 
 fn check_id(field: &'static str, s: &str) -> Result<(), Rejection> {

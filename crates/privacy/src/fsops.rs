@@ -315,7 +315,7 @@ mod tests {
     fn call(customer: &str, offset: i64) -> StoredCall {
         StoredCall {
             call: evn_rating::RatedCall {
-                cdr_id: format!("fra1-{offset}"),
+                cdr_id: format!("fra1-{offset}").into(),
                 switch_id: "fra1".into(),
                 customer_id: customer.into(),
                 calling_number: "+493012345".into(),

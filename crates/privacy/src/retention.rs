@@ -258,7 +258,7 @@ fn delete_except(
     summary: &mut Summary,
     report: &mut dyn FnMut(&Action),
 ) -> Result<(), PrivacyError> {
-    let keep = |c: &evn_store::StoredCall| held.contains(&c.call.customer_id);
+    let keep = |c: &evn_store::StoredCall| held.contains(c.call.customer_id.as_str());
     let changes =
         data_dir::rewrite_month(&opts.data, month, &keep, opts.keys.as_ref(), opts.dry_run)?;
     for (path, rewrite) in changes {

@@ -8,6 +8,7 @@ mod month;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Berlin;
+use compact_str::CompactString;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use evn_cdr::{Cdr, Direction, Disposition};
@@ -21,18 +22,18 @@ pub const CHARGE_SCALE: u32 = 4;
 /// A chargeable call, rated and ready to store (INTERFACES.md §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RatedCall {
-    pub cdr_id: String,
-    pub switch_id: String,
-    pub customer_id: String,
-    pub calling_number: String,
+    pub cdr_id: CompactString,
+    pub switch_id: CompactString,
+    pub customer_id: CompactString,
+    pub calling_number: CompactString,
     /// As stored: shortened to `…xxx` where the customer asked.
-    pub called_number: String,
+    pub called_number: CompactString,
     pub start_time: DateTime<Utc>,
     pub duration_s: i64,
-    pub zone: String,
+    pub zone: CompactString,
     pub charge_eur: Decimal,
     pub billing_month: BillingMonth,
-    pub plan: String,
+    pub plan: CompactString,
     pub shortened: bool,
     /// The dialled number is on the counselling list: never shown in an EVN.
     pub counselling: bool,
@@ -112,12 +113,12 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
         Ok(terms) => terms,
         Err(Lookup::UnknownCustomer) => {
             return Outcome::Reject(Unbillable::UnknownCustomer {
-                customer_id: cdr.customer_id,
+                customer_id: cdr.customer_id.into(),
             })
         }
         Err(Lookup::NotYetValid) => {
             return Outcome::Reject(Unbillable::NoRowInForce {
-                customer_id: cdr.customer_id,
+                customer_id: cdr.customer_id.into(),
                 date,
             })
         }
@@ -140,20 +141,20 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
     let called_number = if terms.shorten_numbers {
         shorten(called)
     } else {
-        cdr.called_number.into_string()
+        cdr.called_number.into_inner()
     };
     Outcome::Store(Box::new(RatedCall {
         cdr_id: cdr.cdr_id,
         switch_id: cdr.switch_id,
         customer_id: cdr.customer_id,
-        calling_number: cdr.calling_number.into_string(),
+        calling_number: cdr.calling_number.into_inner(),
         called_number,
         start_time: cdr.start_time,
         duration_s,
-        zone: zone.as_str().to_owned(),
+        zone: zone.as_str().into(),
         charge_eur,
         billing_month: BillingMonth::of(cdr.start_time),
-        plan: plan.name.clone(),
+        plan: plan.name.as_str().into(),
         shortened: terms.shorten_numbers,
         counselling,
     }))
@@ -167,10 +168,12 @@ pub fn charge(per_minute: Decimal, billable_seconds: i64) -> Decimal {
 
 /// Replaces the last three digits with `xxx` (`+4915112345678` → `+4915112345xxx`).
 /// Numbers with three digits or fewer are masked entirely.
-pub fn shorten(number: &str) -> String {
+pub fn shorten(number: &str) -> CompactString {
     let digits_start = usize::from(number.starts_with('+'));
     let keep = number.len().saturating_sub(3).max(digits_start);
-    format!("{}{}", &number[..keep], "x".repeat(number.len() - keep))
+    let mut shortened = CompactString::from(&number[..keep]);
+    shortened.extend(std::iter::repeat_n('x', number.len() - keep));
+    shortened
 }
 
 #[cfg(test)]

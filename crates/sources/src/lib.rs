@@ -170,7 +170,7 @@ pub fn convert(
             // Canonical records need no conversion; ingest parses them itself. Here for
             // completeness (tests, tools).
             let cdr = evn_cdr::parse(bytes)?;
-            let record_id = cdr.cdr_id.clone();
+            let record_id = cdr.cdr_id.to_string();
             return Ok(Converted::Call(Box::new(Call {
                 cdr,
                 record_id,
@@ -334,9 +334,9 @@ fn finish(
         None
     };
     let cdr = Cdr::new(Cdr {
-        cdr_id: r.cdr_id,
-        switch_id: source.switch_id.clone(),
-        customer_id,
+        cdr_id: r.cdr_id.into(),
+        switch_id: source.switch_id.as_str().into(),
+        customer_id: customer_id.into(),
         calling_number,
         called_number,
         direction,

@@ -557,17 +557,17 @@ fn decode(
             })?;
         sink(StoredCall {
             call: RatedCall {
-                cdr_id: cdr_id.value(i).to_owned(),
-                switch_id: switch_id.value(i).to_owned(),
-                customer_id: customer_id.value(i).to_owned(),
-                calling_number: calling.value(i).to_owned(),
-                called_number: called.value(i).to_owned(),
+                cdr_id: cdr_id.value(i).into(),
+                switch_id: switch_id.value(i).into(),
+                customer_id: customer_id.value(i).into(),
+                calling_number: calling.value(i).into(),
+                called_number: called.value(i).into(),
                 start_time,
                 duration_s: duration.value(i),
-                zone: zone.value(i).to_owned(),
+                zone: zone.value(i).into(),
                 charge_eur: Decimal::from_i128_with_scale(charge.value(i), scale),
                 billing_month: BillingMonth::of(start_time),
-                plan: plan.value(i).to_owned(),
+                plan: plan.value(i).into(),
                 shortened: shortened.value(i),
                 counselling: counselling.value(i),
             },
@@ -605,7 +605,7 @@ pub(crate) mod tests {
         let start_time = DateTime::from_timestamp(1_795_000_000 + i * 61, 123_456_000).unwrap();
         StoredCall {
             call: RatedCall {
-                cdr_id: format!("fra1-{i:012}"),
+                cdr_id: format!("fra1-{i:012}").into(),
                 switch_id: "fra1".into(),
                 customer_id: "K1001".into(),
                 calling_number: "+4930901820".into(),

@@ -117,6 +117,8 @@ impl CustomerDirectory {
         let mut terms = Vec::new();
         for (id, rows) in by_id.iter_mut() {
             rows.sort_by_key(|r| r.valid_from);
+            // Pushing one row at a time left room for four; ingest holds this for its lifetime.
+            rows.shrink_to_fit();
             terms_of.insert(
                 CompactString::from(id.as_str()),
                 (terms.len() as u32, rows.len() as u32),

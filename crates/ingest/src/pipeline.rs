@@ -238,7 +238,7 @@ impl ConsumerContext for Ctx {
 struct Buffer {
     last: Option<i64>,
     months: BTreeMap<BillingMonth, CallColumns>,
-    keys: Vec<(BillingMonth, u128)>,
+    keys: Vec<(BillingMonth, dedup::Key)>,
     dead_letters: Vec<DeliveryFuture>,
     counts: Summary,
     rows: usize,

@@ -168,19 +168,6 @@ enum Field {
 }
 
 impl Field {
-    const ALL: [Field; 10] = [
-        Field::CdrId,
-        Field::SwitchId,
-        Field::CustomerId,
-        Field::CallingNumber,
-        Field::CalledNumber,
-        Field::Direction,
-        Field::StartTime,
-        Field::AnswerTime,
-        Field::EndTime,
-        Field::Disposition,
-    ];
-
     fn name(self) -> &'static str {
         match self {
             Field::CdrId => "cdr_id",
@@ -216,12 +203,22 @@ impl Visitor<'_> for KeyVisitor {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a field name")
     }
-    // serde_json hands borrowed and unescaped keys alike to `visit_str`.
+    // serde_json hands borrowed and unescaped keys alike to `visit_str`. A `match`, not a
+    // search of `Field::name`s: it compiles to a switch on the length and one comparison.
     fn visit_str<E>(self, key: &str) -> Result<Key, E> {
-        Ok(Field::ALL
-            .into_iter()
-            .find(|f| f.name() == key)
-            .map_or(Key::Unknown, Key::Field))
+        Ok(Key::Field(match key {
+            "cdr_id" => Field::CdrId,
+            "switch_id" => Field::SwitchId,
+            "customer_id" => Field::CustomerId,
+            "calling_number" => Field::CallingNumber,
+            "called_number" => Field::CalledNumber,
+            "direction" => Field::Direction,
+            "start_time" => Field::StartTime,
+            "answer_time" => Field::AnswerTime,
+            "end_time" => Field::EndTime,
+            "disposition" => Field::Disposition,
+            _ => return Ok(Key::Unknown),
+        }))
     }
 }
 
@@ -375,7 +372,14 @@ fn check_id(field: &'static str, s: &str) -> Result<(), Rejection> {
             detail: format!("is longer than {MAX_ID_LEN} bytes"),
         });
     }
-    if s.chars().any(char::is_control) {
+    // Control characters are C0 and DEL (one byte each) and C1 (two bytes, only in non-ASCII
+    // text): ids are nearly always ASCII, whose bytes are checked without decoding.
+    let control = if s.is_ascii() {
+        s.bytes().any(|b| b.is_ascii_control())
+    } else {
+        s.chars().any(char::is_control)
+    };
+    if control {
         return Err(Rejection::InvalidField {
             field,
             detail: "contains control characters".into(),
@@ -468,6 +472,43 @@ mod tests {
             err.to_string(),
             "invalid_field: `switch_id` appears more than once"
         );
+    }
+
+    #[test]
+    fn every_field_name_maps_to_its_own_field() {
+        for name in [
+            "cdr_id",
+            "switch_id",
+            "customer_id",
+            "calling_number",
+            "called_number",
+            "direction",
+            "start_time",
+            "answer_time",
+            "end_time",
+            "disposition",
+        ] {
+            let dup = GOOD.replacen('{', &format!("{{\"{name}\":null,"), 1);
+            let err = parse(dup.as_bytes()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid_field: `{name}` appears more than once")
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_in_ids_are_rejected_ascii_or_not() {
+        for bad in [
+            r#""a\u0007b""#,
+            r#""a\u007fb""#,
+            r#""ä\u0085b""#,
+            r#""ä\tb""#,
+        ] {
+            check_code(with("cdr_id", Some(bad)).as_bytes(), "invalid_field");
+        }
+        let ok = parse(with("cdr_id", Some(r#""fra1-ä-1""#)).as_bytes()).unwrap();
+        assert_eq!(ok.cdr_id, "fra1-ä-1");
     }
 
     #[test]

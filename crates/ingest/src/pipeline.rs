@@ -282,13 +282,16 @@ enum Prepared {
     Stateful,
 }
 
-fn prepare(config: &Config, topic: &str, offset: i64, payload: &[u8]) -> Prepared {
+/// `source`: the record's topic's entry in sources.toml, unless it is canonical JSON.
+fn prepare(
+    config: &Config,
+    topic: &str,
+    source: Option<&Source>,
+    offset: i64,
+    payload: &[u8],
+) -> Prepared {
     // Topics of other formats are converted first (sources.toml); from there on a record
     // is a canonical CDR like any other.
-    let source = config
-        .sources
-        .get(topic)
-        .filter(|s| s.format != SourceFormat::CanonicalJson);
     if source.is_some_and(|s| s.format == SourceFormat::KamailioJson) {
         return Prepared::Stateful;
     }
@@ -368,13 +371,25 @@ impl Job {
     }
 
     fn prepare(&self, config: &Config) -> Vec<Prepared> {
+        // Looked up once a batch, not once a record (a string-keyed map walk each).
+        let sources: Vec<Option<&Source>> = self
+            .topics
+            .iter()
+            .map(|topic| {
+                config
+                    .sources
+                    .get(topic)
+                    .filter(|s| s.format != SourceFormat::CanonicalJson)
+            })
+            .collect();
         self.records
             .iter()
-            .map(|(topic, offset, range)| {
+            .map(|&(topic, offset, ref range)| {
                 prepare(
                     config,
-                    &self.topics[*topic],
-                    *offset,
+                    &self.topics[topic],
+                    sources[topic],
+                    offset,
                     &self.data[range.clone()],
                 )
             })

@@ -76,14 +76,10 @@ fn write_cdrs(path: &Path, n: usize) -> u64 {
         std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
     let first = 1_767_222_000_i64; // 2026-01-01T00:00:00+01:00
     let span = 1_803_942_000_i64 - first; // to 2027-03-01T00:00:00+01:00: 14 months
-    let called = [
-        "+4915112345678",
-        "+4930123456",
-        "+33612345678",
-        "+491801234567",
-        "+4917612345678",
-        "+4989765432",
-    ];
+                                          // Dialled numbers as diverse as real traffic (a customer base calls millions of numbers):
+                                          // zone prefixes with 7 pseudo-random subscriber digits. Six fixed numbers, as before
+                                          // 2026-11-27, made the Parquet dictionary of `called_number` free.
+    let zones = ["+49151", "+4930", "+336", "+49180", "+49176", "+4989"];
     let fmt = |s: i64| {
         DateTime::from_timestamp(s, 0)
             .expect("time")
@@ -103,10 +99,11 @@ fn write_cdrs(path: &Path, n: usize) -> u64 {
         line.clear();
         write!(
             line,
-            r#"{{"cdr_id":"fra1-{i:012}","switch_id":"fra1","customer_id":"{}","calling_number":"+4930{:07}","called_number":"{}","direction":"{direction}","start_time":"{}","answer_time":{},"end_time":"{}","disposition":"{disposition}"}}"#,
+            r#"{{"cdr_id":"fra1-{i:012}","switch_id":"fra1","customer_id":"{}","calling_number":"+4930{:07}","called_number":"{}{:07}","direction":"{direction}","start_time":"{}","answer_time":{},"end_time":"{}","disposition":"{disposition}"}}"#,
             evn_benches::customer_id(c),
             1_000_000 + c * 2 + i % 2,
-            called[i % called.len()],
+            zones[i % zones.len()],
+            (i.wrapping_mul(2_246_822_519) >> 3) % 10_000_000,
             fmt(start),
             answer.map_or("null".to_owned(), |a| format!("\"{}\"", fmt(a))),
             fmt(end),
@@ -273,8 +270,11 @@ fn ingest(
     // Every process's CPU, the idle wait's few polls included: per CDR, the cost of ingest on
     // any machine, where CDRs/s also says how busy this one was.
     let cpu_s = evn_benches::children_cpu_s() - cpu0;
+    let parquet_bytes = parquet_bytes(&data);
     println!(
-        "  evn ingest x{procs}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files) in {secs:.2} s (+{IDLE_S} s idle wait) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB; CPU {cpu_s:.2} s = {:.2} µs per CDR",
+        "  evn ingest x{procs}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files, {:.1} MB = {:.1} bytes per stored CDR) in {secs:.2} s (+{IDLE_S} s idle wait) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB; CPU {cpu_s:.2} s = {:.2} µs per CDR",
+        parquet_bytes as f64 / 1e6,
+        parquet_bytes as f64 / stored.max(1) as f64,
         n as f64 / secs,
         bytes as f64 / secs / 1e6,
         n as f64 / wall,
@@ -285,6 +285,7 @@ fn ingest(
     serde_json::json!({
         "processes": procs,
         "consumed": consumed, "replayed": replayed, "stored": stored, "files": files,
+        "parquet_bytes": parquet_bytes,
         "seconds": secs, "wall_seconds_incl_idle": wall, "idle_wait_s": IDLE_S,
         "cdrs_per_s": (n as f64 / secs).round(),
         "cdrs_per_s_incl_idle": (n as f64 / wall).round(),
@@ -293,6 +294,23 @@ fn ingest(
         "cpu_s": cpu_s,
         "cpu_us_per_cdr": cpu_s / n as f64 * 1e6,
     })
+}
+
+/// Bytes of the Parquet files under `dir` (what the month partitions cost on disk).
+fn parquet_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => parquet_bytes(&e.path()),
+            Ok(_) if e.path().extension().is_some_and(|x| x == "parquet") => {
+                e.metadata().map_or(0, |m| m.len())
+            }
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The Python peer: one process, same topic, fresh group.

@@ -17,7 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::encryption::decrypt::{FileDecryptionProperties, KeyRetriever};
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use rust_decimal::Decimal;
 
@@ -157,6 +157,9 @@ pub struct CallColumns {
     offset: Int64Builder,
     format: StringBuilder,
     record_id: StringBuilder,
+    /// Rows without provenance not yet appended to `format` and `record_id`: canonical rows
+    /// have none, and appending two nulls a row, one at a time, was 2 % of ingest's CPU.
+    no_provenance: usize,
 }
 
 /// Bytes of a row's fixed-width values and string offsets in [`CallColumns`].
@@ -190,6 +193,7 @@ impl CallColumns {
             offset: Int64Builder::with_capacity(n),
             format: StringBuilder::new(),
             record_id: StringBuilder::new(),
+            no_provenance: 0,
         }
     }
 
@@ -206,14 +210,12 @@ impl CallColumns {
         let mut bytes = FIXED_ROW_BYTES;
         match provenance {
             Some(p) => {
+                self.append_no_provenance();
                 self.format.append_value(&p.format);
                 self.record_id.append_value(&p.record_id);
                 bytes += p.format.len() + p.record_id.len();
             }
-            None => {
-                self.format.append_null();
-                self.record_id.append_null();
-            }
+            None => self.no_provenance += 1,
         }
         for (b, v) in [
             (&mut self.cdr_id, &c.cdr_id),
@@ -251,8 +253,15 @@ impl CallColumns {
         )
     }
 
+    fn append_no_provenance(&mut self) {
+        self.format.append_nulls(self.no_provenance);
+        self.record_id.append_nulls(self.no_provenance);
+        self.no_provenance = 0;
+    }
+
     /// The rows so far as one batch; the builder is empty afterwards.
     pub fn finish(&mut self) -> CallBatch {
+        self.append_no_provenance();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.cdr_id.finish()),
             Arc::new(self.switch_id.finish()),
@@ -364,6 +373,15 @@ fn write_to<W: std::io::Write + Send>(
         .set_column_dictionary_enabled(ColumnPath::from("start_time"), false)
         .set_column_dictionary_enabled(ColumnPath::from("source_offset"), false)
         .set_column_dictionary_enabled(ColumnPath::from("source_record_id"), false)
+        // Nobody selects by the min and max of an id or a number; computing them compared
+        // every value (1 % of ingest's CPU). Times, customers and amounts keep theirs.
+        .set_column_statistics_enabled(ColumnPath::from("cdr_id"), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("calling_number"), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("called_number"), EnabledStatistics::None)
+        .set_column_statistics_enabled(
+            ColumnPath::from("source_record_id"),
+            EnabledStatistics::None,
+        )
         .set_created_by(concat!("evn ", env!("CARGO_PKG_VERSION")).to_owned());
     // Few distinct values: their dictionary indices are run-length encoded to a few bytes a
     // page already, and zstd would only add its contexts (created per column and file: 2.8 %
@@ -739,10 +757,15 @@ pub(crate) mod tests {
     fn provenance_columns_are_last_nullable_and_old_files_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.parquet");
-        let mut rows: Vec<StoredCall> = (0..4).map(sample).collect();
+        // Rows without provenance before, between and after those with it.
+        let mut rows: Vec<StoredCall> = (0..6).map(sample).collect();
         rows[1].provenance = Some(Provenance {
             format: "asterisk-csv".into(),
             record_id: "1795508102.1".into(),
+        });
+        rows[4].provenance = Some(Provenance {
+            format: "kamailio-json".into(),
+            record_id: "a84b4c76e66710".into(),
         });
         write_file(&path, &rows, WriteOptions::default()).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
@@ -767,7 +790,10 @@ pub(crate) mod tests {
                 .clone()
         };
         let (format, id) = (col("source_format"), col("source_record_id"));
-        assert!(format.is_null(0) && id.is_null(0));
+        for i in [0, 2, 3, 5] {
+            assert!(format.is_null(i) && id.is_null(i), "row {i}");
+        }
+        assert_eq!(format.value(4), "kamailio-json");
         assert_eq!(
             (format.value(1), id.value(1)),
             ("asterisk-csv", "1795508102.1")

@@ -74,12 +74,12 @@ impl Drop for Broker {
 fn write_cdrs(path: &Path, n: usize) -> u64 {
     let mut f =
         std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
+    // Dialled numbers as diverse as real traffic (a customer base calls millions of numbers):
+    // zone prefixes with 7 pseudo-random subscriber digits. Six fixed numbers, as before
+    // 2026-11-27, made the Parquet dictionary of `called_number` free.
+    let zones = ["+49151", "+4930", "+336", "+49180", "+49176", "+4989"];
     let first = 1_767_222_000_i64; // 2026-01-01T00:00:00+01:00
     let span = 1_803_942_000_i64 - first; // to 2027-03-01T00:00:00+01:00: 14 months
-                                          // Dialled numbers as diverse as real traffic (a customer base calls millions of numbers):
-                                          // zone prefixes with 7 pseudo-random subscriber digits. Six fixed numbers, as before
-                                          // 2026-11-27, made the Parquet dictionary of `called_number` free.
-    let zones = ["+49151", "+4930", "+336", "+49180", "+49176", "+4989"];
     let fmt = |s: i64| {
         DateTime::from_timestamp(s, 0)
             .expect("time")

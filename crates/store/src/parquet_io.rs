@@ -307,7 +307,7 @@ impl CallBatch {
     }
 }
 
-/// Writes `rows` to `path` (zstd), fsyncs it, and returns the byte size. The caller renames it
+/// Writes `rows` to `path` (zstd, but for low-cardinality columns), fsyncs it, and returns the byte size. The caller renames it
 /// into place; a reader never sees this file half-written.
 pub fn write_file(
     path: &Path,
@@ -385,13 +385,12 @@ fn write_to<W: std::io::Write + Send>(
         .set_created_by(concat!("evn ", env!("CARGO_PKG_VERSION")).to_owned());
     // Few distinct values: their dictionary indices are run-length encoded to a few bytes a
     // page already, and zstd would only add its contexts (created per column and file: 2.8 %
-    // of ingest's CPU for all columns, perf, issue #7).
+    // of ingest's CPU for all columns, perf, issue #7). Not the flags: booleans are written
+    // plain, a bit a row, which zstd still shrinks.
     for column in [
         "switch_id",
         "zone",
         "plan",
-        "shortened",
-        "counselling",
         "source_topic",
         "source_partition",
         "source_format",

@@ -65,10 +65,10 @@ enum TermsAt {
 pub struct CustomerDirectory {
     /// Rows per customer, sorted by `valid_from`.
     by_id: FxHashMap<String, Vec<CustomerRow>>,
-    /// Per customer, its terms or where they are in `terms` ([`TermsAt`]). Ingest looks a customer up
-    /// for every CDR: ids up to 24 bytes sit in the table itself and terms hold no pointers,
-    /// where a lookup in `by_id` missed the cache three times (the id's bytes, the rows, the
-    /// plan's name), the largest single item of ingest's prepare thread (perf, issue #7).
+    /// Per customer, its terms or where they are in `terms` ([`TermsAt`]). Ingest looks a
+    /// customer up for every CDR: ids up to 24 bytes sit in the table itself and terms hold no
+    /// pointers, where a lookup in `by_id` missed the cache three times (the id's bytes, the
+    /// rows, the plan's name), the largest single item of ingest's prepare thread (perf, #7).
     /// Fx: ids are the operator's, not hostile.
     terms_of: FxHashMap<CompactString, TermsAt>,
     /// Every customer's terms, each customer's together and sorted by `valid_from`.

@@ -196,6 +196,13 @@ pub fn stored_ids(data: &Path) -> BTreeMap<(String, String), usize> {
     ids
 }
 
+/// `ids` (from [`stored_ids`]) hold each of the `n` produced CDRs exactly once.
+#[track_caller]
+pub fn assert_stored_once(ids: &BTreeMap<(String, String), usize>, n: usize) {
+    assert_eq!(ids.len(), n, "every produced CDR is stored");
+    assert!(ids.values().all(|c| *c == 1), "no CDR is stored twice");
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {

@@ -45,7 +45,8 @@ pub(crate) struct Holder {
     budget: usize,
     month: BillingMonth,
     spill_parent: PathBuf,
-    memory: HashMap<String, Vec<RatedCall>>,
+    /// Keyed by the calls' own id type: ids up to 24 bytes are copied inline, not allocated.
+    memory: HashMap<CompactString, Vec<RatedCall>>,
     held: usize,
     spill: Option<Spill>,
 }
@@ -121,7 +122,7 @@ impl Holder {
         }
         self.held += 1;
         self.memory
-            .entry(call.customer_id.to_string())
+            .entry(call.customer_id.clone())
             .or_default()
             .push(call);
         if self.held > self.budget {
@@ -155,7 +156,7 @@ impl Holder {
             key: Keyring::new(DataKey::generate(), Vec::new()),
             writers,
         };
-        let mut held: Vec<(String, Vec<RatedCall>)> = self.memory.drain().collect();
+        let mut held: Vec<(CompactString, Vec<RatedCall>)> = self.memory.drain().collect();
         // Deterministic spill files, whatever HashMap's order.
         held.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, calls) in held {
@@ -190,7 +191,12 @@ impl Holder {
         let Some(mut spill) = self.spill.take() else {
             let batch = customers
                 .iter()
-                .map(|id| (id.clone(), self.memory.remove(id).unwrap_or_default()))
+                .map(|id| {
+                    (
+                        id.clone(),
+                        self.memory.remove(id.as_str()).unwrap_or_default(),
+                    )
+                })
                 .collect();
             return each(batch);
         };
@@ -219,11 +225,11 @@ impl Holder {
             let path = Spill::path(spill.dir.path(), bucket);
             for chunk in chunks {
                 let wanted: BTreeSet<&str> = chunk.iter().map(|s| s.as_str()).collect();
-                let mut calls: HashMap<String, Vec<RatedCall>> = HashMap::new();
+                let mut calls: HashMap<CompactString, Vec<RatedCall>> = HashMap::new();
                 read_bucket(&path, bucket, &spill.key, self.month, &mut |call| {
                     if wanted.contains(call.customer_id.as_str()) {
                         calls
-                            .entry(call.customer_id.to_string())
+                            .entry(call.customer_id.clone())
                             .or_default()
                             .push(call);
                     }
@@ -231,7 +237,7 @@ impl Holder {
                 each(
                     chunk
                         .into_iter()
-                        .map(|id| (id.clone(), calls.remove(id).unwrap_or_default()))
+                        .map(|id| (id.clone(), calls.remove(id.as_str()).unwrap_or_default()))
                         .collect(),
                 )?;
             }

@@ -6,11 +6,12 @@
 //! 2. the peers on the same topic in the same run: `kcat` raw read (the read floor) before and
 //!    after the ingest runs, and `benches/peers/ingest_confluent.py` (confluent-kafka + pyarrow);
 //! 3. `evn ingest --exit-when-idle 0.5` on a fresh group and data folder: one process, then two
-//!    in one group. Time is from start to the last durable commit (the newest commit record's
-//!    mtime; the process exits ~0.2 s later, after leaving the group: `wall_seconds_incl_idle`),
-//!    less the 0.5 s idle wait, which comes before the last commits (it ends 0.5–0.6 s after
+//!    in one group. Time is from start to the last durable commit (when the newest commit
+//!    record was linked into place; the process exits ~0.2 s later, after leaving the group:
+//!    `wall_seconds_incl_idle`), less the 0.5 s idle wait, which comes before the last commits (it ends 0.5–0.6 s after
 //!    the last record, so up to 0.1 s of waiting still counts against us). kcat's time is to
-//!    its last record, likewise without its exit. Peak RSS is each child's `VmHWM`.
+//!    its last record, which arrives with its exit (its output is flushed then; it has no group
+//!    to leave: its teardown takes a few ms). Peak RSS is each child's `VmHWM`.
 //!
 //! For quicker comparisons: `EVN_BENCH_PEERS=0` skips kcat and the Python script,
 //! `EVN_BENCH_INGEST_RUNS=1,2` chooses the ingest runs (processes per run; default
@@ -22,6 +23,7 @@
 //! Python script; peak RSS ≤ 256 MiB with a 2 M backlog over 14 months.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Instant, SystemTime};
@@ -275,14 +277,20 @@ fn ingest(
         .max()
         .expect("a process")
         .as_secs_f64();
-    // The measure: from start to the last durable commit, which is when its commit
-    // record was written. The exit comes ~0.2 s later (leaving the group, freeing memory) and is
-    // kept as `wall_seconds_incl_idle`.
+    // The measure: from start to the last durable commit, when its commit record was
+    // linked into place. The exit comes ~0.2 s later (leaving the group, freeing memory) and is
+    // kept as `wall_seconds_incl_idle`. The idle wait comes before the final commits, unless
+    // every buffer was committed before it (then the exit follows the last commit by more than
+    // the wait, and there is nothing to subtract).
     let committed = last_commit(&data.join(evn_store::COMMITS_DIR))
         .duration_since(started_at)
         .expect("a commit after the start")
         .as_secs_f64();
-    let secs = committed - IDLE_S;
+    let secs = if wall - committed > IDLE_S {
+        committed
+    } else {
+        committed - IDLE_S
+    };
     let peaks: Vec<f64> = waited.iter().map(|w| w.2).collect();
     // Every process's CPU, the idle wait's few polls included: per CDR, the cost of ingest on
     // any machine, where CDRs/s also says how busy this one was.
@@ -314,7 +322,8 @@ fn ingest(
 }
 
 /// When the newest commit record under `dir` (`_ingest/<topic>/<partition>/*.json`) was
-/// written: the last durable commit of a run.
+/// linked into place, the last durable commit of a run: its ctime (the link and the removal
+/// of its temporary name change it), not its mtime (the write, before its fsync).
 fn last_commit(dir: &Path) -> SystemTime {
     let mut last = None;
     let mut stack = vec![dir.to_path_buf()];
@@ -324,7 +333,8 @@ fn last_commit(dir: &Path) -> SystemTime {
             if meta.is_dir() {
                 stack.push(e.path());
             } else if e.path().extension().is_some_and(|x| x == "json") {
-                let t = meta.modified().expect("mtime");
+                let t = SystemTime::UNIX_EPOCH
+                    + std::time::Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32);
                 last = Some(last.map_or(t, |l: SystemTime| l.max(t)));
             }
         }

@@ -360,8 +360,9 @@ fn id(field: &'static str, v: Option<Jv<'_>>) -> Result<CompactString, Rejection
 }
 
 fn check_id(field: &'static str, s: &str) -> Result<(), Rejection> {
-    // Nearly every id is printable ASCII that is not all spaces: one pass without early exits
-    // (the compiler vectorises it) says so, where the checks below walk it three times.
+    // Nearly every id is printable ASCII that is not all spaces: a pass without early exits
+    // (the compiler vectorises it) and a look at its first bytes say so, where the checks below
+    // decode it and walk it up to three times.
     let printable = s
         .bytes()
         .fold(true, |ok, b| ok & (b' '..=b'~').contains(&b));

@@ -251,7 +251,7 @@ struct Buffer {
 struct Partition {
     durable_last: i64,
     /// [`State::seeks`] after this partition's last seek: its records received before (a
-    /// lower [`Received`] count) are not applied. After a fence the loop seeks back to the other
+    /// lower [`Record::epoch`]) are not applied. After a fence the loop seeks back to the other
     /// writer's commit; a record received earlier and applied then would put a later offset in
     /// the buffer first and make the records read again after the seek look like replays: a
     /// gap in the next commit, lost if that commit won the next race.

@@ -307,8 +307,8 @@ impl CallBatch {
     }
 }
 
-/// Writes `rows` to `path` (zstd, but for low-cardinality columns), fsyncs it, and returns the byte size. The caller renames it
-/// into place; a reader never sees this file half-written.
+/// Writes `rows` to `path` (zstd, but for low-cardinality columns), fsyncs it, and returns the
+/// byte size. The caller renames it into place; a reader never sees this file half-written.
 pub fn write_file(
     path: &Path,
     rows: &[StoredCall],

@@ -63,7 +63,8 @@ if r:
     peak = max(one["peak_rss_mib"] + two["peak_rss_mib"])
     row("ingest", "peak RSS per process", f"{n(max(one['peak_rss_mib']))} MiB (1 process), {n(max(two['peak_rss_mib']))} MiB (2)", "≤ 256 MiB", peak <= 256)
     k = r["ratios"]["one_process_vs_kcat"]
-    row("ingest", "1 process vs kcat raw read", f"{n(k, 2)} ×", "≥ 0.5 ×", k is not None and k >= 0.5)
+    strict = r["ratios"].get("one_process_vs_kcat_best")
+    row("ingest", "1 process vs kcat raw read (median of each run against the read just before it)", f"{n(k, 2)} × (against the fastest read: {n(strict, 2)} ×)", "≥ 0.5 ×", k is not None and k >= 0.5)
     p = r["ratios"]["one_process_vs_python"]
     row("ingest", "1 process vs Python script", f"{n(p, 1)} ×", "≥ 7 ×", p is not None and p >= 7)
 r = load("portal")
@@ -79,7 +80,9 @@ peers = []
 r = load("ingest")
 if r:
     k = r["peers"]["kcat_best_records_per_s"]
-    peers.append(f"| kcat raw read (ingest topic) | {n(k)} records/s | {n(r['one_process']['cdrs_per_s'] / k, 2) if k else '–'} × |")
+    reads = [x["records_per_s"] for x in r["peers"]["kcat"]]
+    span = f" (reads {n(min(reads))}–{n(max(reads))})" if len(reads) > 1 else ""
+    peers.append(f"| kcat raw read (ingest topic), fastest read{span} | {n(k)} records/s | {n(r['ratios'].get('one_process_vs_kcat_best'), 2)} × (paired: {n(r['ratios']['one_process_vs_kcat'], 2)} ×) |")
     py = r["peers"]["python_confluent_pyarrow"]
     if "cdrs_per_s" in py:
         peers.append(f"| Python confluent-kafka + pyarrow ingest | {n(py['cdrs_per_s'])} CDRs/s, {n(py['peak_rss_mib'])} MiB | {n(r['one_process']['cdrs_per_s'] / py['cdrs_per_s'], 1)} × |")

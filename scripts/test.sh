@@ -22,6 +22,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
     || echo "chromium could not be installed; the download page's browser test will be skipped" >&2
 fi
+# A full disk shows up as a linker crash, far from its cause: say how much room there is.
+df -h . "${TMPDIR:-/tmp}" | sed 's/^/disk: /' >&2
 # Build every target in one go with the same feature resolution `cargo test --workspace` uses,
 # so the `evn` binary the integration tests run shares its dependencies with the tests (a bare
 # `cargo build -p evn-cli` resolves features differently and compiles arrow, parquet, printpdf

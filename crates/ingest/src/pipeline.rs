@@ -890,6 +890,21 @@ impl State {
         Ok(())
     }
 
+    /// After a fence: the winner's rows are in files that our month sets were loaded before.
+    /// Without them, a later duplicate of one of its rows on this partition would be stored
+    /// again (the billing run would still drop it). The months are read again from the files,
+    /// and the keys still buffered are added back.
+    fn reload_dedup(&mut self) -> Result<(), IngestError> {
+        self.dedup = Dedup::new(self.opts.keys.clone());
+        let (dedup, data) = (&mut self.dedup, &self.opts.data);
+        for p in self.parts.values() {
+            for &(month, key) in &p.buf.keys {
+                tokio::task::block_in_place(|| dedup.insert(data, month, key))?;
+            }
+        }
+        Ok(())
+    }
+
     fn drop_buffer(&mut self, buf: Buffer) {
         for (month, key) in buf.keys {
             self.dedup.forget(month, key);
@@ -1460,6 +1475,7 @@ impl State {
                 // read again after the seek below.
                 let after = std::mem::take(&mut p.buf);
                 self.drop_buffer(after);
+                self.reload_dedup()?;
                 let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
                 if let Some(p) = self.parts.get_mut(tp) {
                     p.durable_last = state.last;

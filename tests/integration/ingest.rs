@@ -206,26 +206,7 @@ fn a_closed_stdout_does_not_turn_a_clean_stop_into_a_failure() {
 fn two_groups_racing_on_one_data_folder_store_each_cdr_once() {
     const N: usize = 60_000;
     let (broker, _dir, data) = backlog("race", N, "r-");
-    let members: Vec<_> = ["ga", "gb"]
-        .iter()
-        .map(|group| {
-            spawn_member(
-                &broker,
-                "race",
-                group,
-                &data,
-                (Stdio::piped(), Stdio::piped()),
-            )
-        })
-        .collect();
-    for member in members {
-        let out = member.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    race_two_groups(&broker, "race", &data);
     let ids = stored_ids(&data);
     assert_stored_once(&ids, N);
 }
@@ -242,17 +223,16 @@ fn two_groups_racing_store_no_late_duplicate_of_the_winners_rows() {
     let again = dir.path().join("again.jsonl");
     write_cdrs(&again, N, "rd-");
     produce(&broker, "race-dup", &again);
+    race_two_groups(&broker, "race-dup", &data);
+    let ids = stored_ids(&data);
+    assert_stored_once(&ids, N);
+}
+
+/// Runs one member in each of two groups on one data folder until both are done.
+fn race_two_groups(broker: &Broker, topic: &str, data: &std::path::Path) {
     let members: Vec<_> = ["ga", "gb"]
         .iter()
-        .map(|group| {
-            spawn_member(
-                &broker,
-                "race-dup",
-                group,
-                &data,
-                (Stdio::piped(), Stdio::piped()),
-            )
-        })
+        .map(|group| spawn_member(broker, topic, group, data, (Stdio::piped(), Stdio::piped())))
         .collect();
     for member in members {
         let out = member.wait_with_output().unwrap();
@@ -262,6 +242,4 @@ fn two_groups_racing_store_no_late_duplicate_of_the_winners_rows() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let ids = stored_ids(&data);
-    assert_stored_once(&ids, N);
 }

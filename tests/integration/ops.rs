@@ -101,59 +101,6 @@ fn sigterm_commits_what_it_holds_prints_the_summary_and_exits_0() {
     assert_exactly_once(&data, N);
 }
 
-/// A member that loses partitions in a rebalance commits what it had applied of them, so the
-/// next owner resumes after it instead of reading it again.
-#[test]
-fn a_revoked_partition_is_committed_not_read_again() {
-    const N: usize = 20_000;
-    let (broker, _dir, data) = backlog("revoke", N, "rv-");
-    // A long flush interval: before the rebalance, A commits nothing on its own.
-    let port = free_port();
-    let mut args = ingest_args(&broker, "revoke", "g", &data);
-    args.truncate(args.len() - 2);
-    args.extend([
-        "--flush-interval-secs".into(),
-        "600".into(),
-        "--metrics-listen".into(),
-        format!("127.0.0.1:{port}"),
-    ]);
-    let a = Command::new(bin())
-        .args(&args)
-        .env("EVN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            http_get(port, "/metrics").is_some_and(|(_, body)| {
-                body.lines().any(|l| {
-                    l.strip_prefix("evn_ingest_buffered_rows ")
-                        .is_some_and(|v| v.trim() == N.to_string())
-                })
-            })
-        }),
-        "A holds every CDR uncommitted"
-    );
-    assert_eq!(
-        stored_ids(&data).len(),
-        0,
-        "nothing committed before B joins"
-    );
-    // B's joining revokes every partition of A (the eager protocol): A commits them all.
-    let b = member(&broker, "revoke", &data, Some(3), &[]);
-    let sb = finish(b);
-    assert_eq!(
-        sb["consumed"], 0,
-        "B's partitions were committed by A when they were revoked: {sb}"
-    );
-    assert_exactly_once(&data, N);
-    signal(a.id(), "TERM");
-    let sa = finish(a);
-    assert_eq!(sa["stored"].as_u64(), Some(N as u64), "{sa}");
-    assert_exactly_once(&data, N);
-}
-
 #[test]
 fn a_broker_that_stalls_and_comes_back_loses_nothing_and_duplicates_nothing() {
     const N: usize = 40_000;

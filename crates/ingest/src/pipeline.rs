@@ -833,26 +833,13 @@ impl State {
             match event {
                 Event::Revoke(list) => {
                     self.awaiting_assignment = true;
-                    // Every revoked partition leaves `parts` first: a commit fenced below is
-                    // then not answered by a seek on a partition that is no longer ours.
-                    let revoked: Vec<(Tp, Partition)> = list
-                        .into_iter()
-                        .filter_map(|tp| {
-                            self.opts.metrics.forget_partition(&tp.0, tp.1);
-                            self.parts.remove(&tp).map(|p| (tp, p))
-                        })
-                        .collect();
-                    for (tp, p) in revoked {
-                        // What was applied is committed, so the next owner resumes after it
-                        // instead of reading it again (each rebalance of a rolling restart
-                        // re-read every member's buffers). The next owner may already be
-                        // reading from our previous commit: whichever of us commits that range
-                        // second is fenced and drops its buffer.
-                        let held = p.held.records();
-                        self.start_commit(consumer, &tp, p.durable_last, p.buf, held)
-                            .await?;
-                        self.finish_commit(consumer).await?;
-                        tracing::info!(topic = %tp.0, partition = tp.1, "partition revoked");
+                    for tp in list {
+                        self.opts.metrics.forget_partition(&tp.0, tp.1);
+                        if let Some(p) = self.parts.remove(&tp) {
+                            // Another member takes over from our last commit; our buffer is redone there.
+                            self.drop_buffer(p.buf);
+                            tracing::info!(topic = %tp.0, partition = tp.1, "partition revoked");
+                        }
                     }
                 }
                 Event::Assign(list) => {
@@ -1369,26 +1356,10 @@ impl State {
         let Some(part) = self.parts.get_mut(tp) else {
             return Ok(());
         };
-        let buf = std::mem::take(&mut part.buf);
-        let (prev, held) = (part.durable_last, part.held.records());
-        self.start_commit(consumer, tp, prev, buf, held).await
-    }
-
-    /// Starts writing `buf` (the partition's records after `prev`) and `held` in the
-    /// background; [`State::finish_commit`] waits for it.
-    async fn start_commit(
-        &mut self,
-        consumer: &StreamConsumer<Ctx>,
-        tp: &Tp,
-        prev: i64,
-        mut buf: Buffer,
-        held: Vec<HeldRecord>,
-    ) -> Result<(), IngestError> {
-        self.finish_commit(consumer).await?;
-        let Some(last) = buf.last else {
-            self.drop_buffer(buf); // nothing applied: no rows, no keys
-            return Ok(());
-        };
+        let mut buf = std::mem::take(&mut part.buf);
+        let Some(last) = buf.last else { return Ok(()) };
+        let prev = part.durable_last;
+        let held = part.held.records();
         for f in buf.dead_letters.iter_mut() {
             match f.await {
                 Ok(Ok(_)) => {}
@@ -1484,6 +1455,13 @@ impl State {
                     p.seek_epoch = self.seeks;
                 }
                 self.restore_held(tp, state.held)?;
+                if revoke_pending(consumer, tp) {
+                    // librdkafka already stopped fetching it (the revoke happened in a poll,
+                    // before this commit's outcome was handled): a seek would fail, and the
+                    // drain of the revoke forgets the partition. Its records received before
+                    // are stale (`seek_epoch`), so nothing of it is applied meanwhile.
+                    return Ok(());
+                }
                 consumer.seek(
                     &tp.0,
                     tp.1,
@@ -1584,6 +1562,17 @@ impl State {
 }
 
 /// Whether a rebalance event waits to be drained (it arrived with the last record received).
+/// Whether a revoke of `tp` waits to be drained.
+fn revoke_pending(consumer: &StreamConsumer<Ctx>, tp: &Tp) -> bool {
+    consumer
+        .context()
+        .events
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .any(|e| matches!(e, Event::Revoke(list) if list.contains(tp)))
+}
+
 fn events_pending(consumer: &StreamConsumer<Ctx>) -> bool {
     !consumer
         .context()

@@ -14,6 +14,8 @@
 //!    to leave: its teardown takes a few ms). Peak RSS is each child's `VmHWM`.
 //!
 //! For quicker comparisons: `EVN_BENCH_PEERS=0` skips kcat and the Python script,
+//! `EVN_BENCH_PIN=1` runs process p on core p only (one process on one core, two on two: how
+//! ingest scales with cores; the JSON then says `pinned_one_core_each`),
 //! `EVN_BENCH_INGEST_RUNS=1,2` chooses the ingest runs (processes per run; default
 //! `1,2,1,2,1,2`, interleaved so that a busy spell of a shared machine hits both kinds); the
 //! JSON has every run in `runs`, and `one_process`/`two_processes` are the median run of each
@@ -184,6 +186,10 @@ fn kcat(bin: &str, broker: &Broker, n: usize) -> serde_json::Value {
     serde_json::json!({ "records": records, "seconds": secs, "seconds_to_exit": to_exit, "records_per_s": (records as f64 / secs).round(), "mb_per_s": bytes as f64 / secs / 1e6, "cpu_s": cpu_s, "cpu_us_per_record": cpu_s / records as f64 * 1e6 })
 }
 
+fn pinned() -> bool {
+    std::env::var("EVN_BENCH_PIN").is_ok_and(|v| v == "1")
+}
+
 /// `procs` `evn ingest` processes in one fresh group, to a fresh data folder.
 fn ingest(
     evn: &Path,
@@ -203,10 +209,21 @@ fn ingest(
     let start = Instant::now();
     let started_at = SystemTime::now();
     let cpu0 = evn_benches::children_cpu_s();
+    let pin = pinned();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut children: Vec<Child> = (0..procs)
         .map(|p| {
-            Command::new(evn)
-                .arg("ingest")
+            // `EVN_BENCH_PIN=1`: process p runs on core p only (`taskset`), so one process
+            // gets one core and two get two: how ingest scales with cores, which two processes
+            // sharing 2 cores cannot show. The broker is not pinned.
+            let mut cmd = if pin {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &(p % cores).to_string()]).arg(evn);
+                c
+            } else {
+                Command::new(evn)
+            };
+            cmd.arg("ingest")
                 .args([
                     "--brokers",
                     &broker.addr,
@@ -299,7 +316,8 @@ fn ingest(
     let cpu_s = evn_benches::children_cpu_s() - cpu0;
     let parquet_bytes = parquet_bytes(&data);
     println!(
-        "  evn ingest x{procs}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files, {:.1} MB = {:.1} bytes per stored CDR) in {secs:.2} s to the last commit (+{IDLE_S} s idle wait; exit at {wall:.2} s) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB; CPU {cpu_s:.2} s = {:.2} µs per CDR",
+        "  evn ingest x{procs}{}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files, {:.1} MB = {:.1} bytes per stored CDR) in {secs:.2} s to the last commit (+{IDLE_S} s idle wait; exit at {wall:.2} s) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB; CPU {cpu_s:.2} s = {:.2} µs per CDR",
+        if pin { " (one core each)" } else { "" },
         parquet_bytes as f64 / 1e6,
         parquet_bytes as f64 / stored.max(1) as f64,
         n as f64 / secs,
@@ -311,6 +329,7 @@ fn ingest(
     let _ = std::fs::remove_dir_all(&data);
     serde_json::json!({
         "processes": procs,
+        "pinned_one_core_each": pin,
         "consumed": consumed, "replayed": replayed, "stored": stored, "files": files,
         "parquet_bytes": parquet_bytes,
         "seconds": secs, "wall_seconds_incl_idle": wall, "idle_wait_s": IDLE_S,

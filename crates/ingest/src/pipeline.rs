@@ -1561,7 +1561,6 @@ impl State {
     }
 }
 
-/// Whether a rebalance event waits to be drained (it arrived with the last record received).
 /// Whether a revoke of `tp` waits to be drained.
 fn revoke_pending(consumer: &StreamConsumer<Ctx>, tp: &Tp) -> bool {
     consumer
@@ -1573,6 +1572,7 @@ fn revoke_pending(consumer: &StreamConsumer<Ctx>, tp: &Tp) -> bool {
         .any(|e| matches!(e, Event::Revoke(list) if list.contains(tp)))
 }
 
+/// Whether a rebalance event waits to be drained (it arrived with the last record received).
 fn events_pending(consumer: &StreamConsumer<Ctx>) -> bool {
     !consumer
         .context()

@@ -214,8 +214,9 @@ fn two_groups_racing_on_one_data_folder_store_each_cdr_once() {
 /// As above, with every CDR sent twice, the second time after all of the first: racing
 /// groups still store each CDR once, and the month sets read again after each fence
 /// (`State::reload_dedup`) keep the buffered keys. It does not reliably bring a duplicate
-/// after a fence, the case `reload_dedup` is for: both copies are mostly read before the
-/// first commit (it passed with the reload disabled, 3 runs of 3).
+/// after a fence, the case `reload_dedup` is for (both copies are mostly read before the
+/// first commit): `ops::a_fenced_member_does_not_store_later_duplicates_of_the_winners_rows`
+/// does.
 #[test]
 fn two_groups_racing_store_no_late_duplicate_of_the_winners_rows() {
     const N: usize = 40_000;

@@ -101,6 +101,77 @@ fn sigterm_commits_what_it_holds_prints_the_summary_and_exits_0() {
     assert_exactly_once(&data, N);
 }
 
+/// A member fenced on a range (another group's member committed it first) resumes after the
+/// winner's commit with its duplicate check read again from the files: duplicates of the
+/// winner's rows that come later are not stored again. Without that, the fenced member forgot
+/// the keys of the buffer it dropped and stored every duplicate.
+#[test]
+fn a_fenced_member_does_not_store_later_duplicates_of_the_winners_rows() {
+    use std::io::BufRead;
+    const N: usize = 4_000;
+    let (broker, dir, data) = backlog("fence-dup", N, "fd-");
+    // A holds every CDR uncommitted until its flush, long after B has committed them all.
+    let port = free_port();
+    let mut args = ingest_args(&broker, "fence-dup", "ga", &data);
+    args.truncate(args.len() - 2);
+    args.extend([
+        "--flush-interval-secs".into(),
+        "20".into(),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let mut a = Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (log, stderr) = (log.clone(), a.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+            }
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            http_get(port, "/metrics").is_some_and(|(_, body)| {
+                body.lines().any(|l| {
+                    l.strip_prefix("evn_ingest_buffered_rows ")
+                        .is_some_and(|v| v.trim() == N.to_string())
+                })
+            })
+        }),
+        "A holds every CDR uncommitted"
+    );
+    let b = ingest_to_end(&broker, "fence-dup", "gb", &data);
+    assert_eq!(b["stored"], N as u64, "{b}");
+    // Every CDR again, after all of them.
+    let again = dir.path().join("again.jsonl");
+    write_cdrs(&again, N, "fd-");
+    produce(&broker, "fence-dup", &again);
+    assert!(
+        wait_until(Duration::from_secs(60), || log
+            .lock()
+            .unwrap()
+            .contains("another member committed this partition first")),
+        "A's flush is fenced: {}",
+        log.lock().unwrap()
+    );
+    // A has read the duplicates after its seek well before this.
+    std::thread::sleep(Duration::from_secs(5));
+    signal(a.id(), "TERM");
+    let sa = finish(a);
+    reader.join().unwrap();
+    assert_eq!(sa["stored"], 0, "A stored no duplicate: {sa}");
+    assert_exactly_once(&data, N);
+}
+
 #[test]
 fn a_broker_that_stalls_and_comes_back_loses_nothing_and_duplicates_nothing() {
     const N: usize = 40_000;

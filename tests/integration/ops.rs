@@ -39,6 +39,43 @@ fn member(
         .unwrap()
 }
 
+/// A member without an idle exit that commits only every `flush_secs` (or when stopped), with
+/// its metrics on the returned port.
+fn holding_member(
+    broker: &Broker,
+    topic: &str,
+    group: &str,
+    data: &std::path::Path,
+    flush_secs: u32,
+    stderr: Stdio,
+) -> (Child, u16) {
+    let port = free_port();
+    let mut args = ingest_args(broker, topic, group, data);
+    args.truncate(args.len() - 2);
+    args.extend([
+        "--flush-interval-secs".into(),
+        flush_secs.to_string(),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let child = Command::new(bin())
+        .args(&args)
+        .env("EVN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+/// The member's `evn_ingest_buffered_rows`, once its metrics answer.
+fn buffered_rows(port: u16) -> Option<u64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("evn_ingest_buffered_rows "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn finish(child: Child) -> serde_json::Value {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "ingest exit status {}", out.status);
@@ -56,31 +93,10 @@ fn sigterm_commits_what_it_holds_prints_the_summary_and_exits_0() {
     const N: usize = 40_000;
     let (broker, _dir, data) = backlog("term", N, "term-");
     // A long flush interval: whatever is stored after SIGTERM was committed by the shutdown.
-    let port = free_port();
-    let mut args = ingest_args(&broker, "term", "g", &data);
-    args.truncate(args.len() - 2);
-    args.extend([
-        "--flush-interval-secs".into(),
-        "600".into(),
-        "--metrics-listen".into(),
-        format!("127.0.0.1:{port}"),
-    ]);
-    let child = Command::new(bin())
-        .args(&args)
-        .env("EVN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (child, port) = holding_member(&broker, "term", "g", &data, 600, Stdio::null());
     assert!(
-        wait_until(Duration::from_secs(60), || {
-            http_get(port, "/metrics").is_some_and(|(_, body)| {
-                body.lines().any(|l| {
-                    l.strip_prefix("evn_ingest_buffered_rows ")
-                        .is_some_and(|v| v.trim() != "0")
-                })
-            })
-        }),
+        wait_until(Duration::from_secs(60), || buffered_rows(port)
+            .is_some_and(|n| n > 0)),
         "ingest holds uncommitted rows"
     );
     assert_eq!(
@@ -111,22 +127,7 @@ fn a_fenced_member_does_not_store_later_duplicates_of_the_winners_rows() {
     const N: usize = 4_000;
     let (broker, dir, data) = backlog("fence-dup", N, "fd-");
     // A holds every CDR uncommitted until its flush, long after B has committed them all.
-    let port = free_port();
-    let mut args = ingest_args(&broker, "fence-dup", "ga", &data);
-    args.truncate(args.len() - 2);
-    args.extend([
-        "--flush-interval-secs".into(),
-        "20".into(),
-        "--metrics-listen".into(),
-        format!("127.0.0.1:{port}"),
-    ]);
-    let mut a = Command::new(bin())
-        .args(&args)
-        .env("EVN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut a, port) = holding_member(&broker, "fence-dup", "ga", &data, 20, Stdio::piped());
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let reader = {
         let (log, stderr) = (log.clone(), a.stderr.take().unwrap());
@@ -139,14 +140,8 @@ fn a_fenced_member_does_not_store_later_duplicates_of_the_winners_rows() {
         })
     };
     assert!(
-        wait_until(Duration::from_secs(60), || {
-            http_get(port, "/metrics").is_some_and(|(_, body)| {
-                body.lines().any(|l| {
-                    l.strip_prefix("evn_ingest_buffered_rows ")
-                        .is_some_and(|v| v.trim() == N.to_string())
-                })
-            })
-        }),
+        wait_until(Duration::from_secs(60), || buffered_rows(port)
+            == Some(N as u64)),
         "A holds every CDR uncommitted"
     );
     let b = ingest_to_end(&broker, "fence-dup", "gb", &data);

@@ -883,13 +883,15 @@ impl State {
     /// and the keys still buffered are added back.
     fn reload_dedup(&mut self) -> Result<(), IngestError> {
         self.dedup = Dedup::new(self.opts.keys.clone());
-        let (dedup, data) = (&mut self.dedup, &self.opts.data);
-        for p in self.parts.values() {
-            for &(month, key) in &p.buf.keys {
-                tokio::task::block_in_place(|| dedup.insert(data, month, key))?;
+        let (dedup, data, parts) = (&mut self.dedup, &self.opts.data, &self.parts);
+        tokio::task::block_in_place(|| {
+            for p in parts.values() {
+                for &(month, key) in &p.buf.keys {
+                    dedup.insert(data, month, key)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn drop_buffer(&mut self, buf: Buffer) {
@@ -1443,25 +1445,25 @@ impl State {
                     return Ok(()); // revoked meanwhile: the new owner resumes from the log
                 };
                 // Records applied since the commit started follow the fenced range: they are
-                // read again after the seek below.
+                // read again after the seek below. Records received before it are stale.
                 let after = std::mem::take(&mut p.buf);
+                self.seeks += 1;
+                p.seek_epoch = self.seeks;
                 self.drop_buffer(after);
-                self.reload_dedup()?;
+                if !assigned(consumer, tp)? {
+                    // Revoked in a poll before this outcome was handled (its revoke may even be
+                    // drained already, under the cooperative protocol): librdkafka stopped
+                    // fetching it, a seek would fail, and the revoke forgets the partition.
+                    return Ok(());
+                }
+                // After `recover`, which completes the winner's commit (its files in place).
                 let state = tokio::task::block_in_place(|| self.log.recover(&tp.0, tp.1))?;
+                self.reload_dedup()?;
                 if let Some(p) = self.parts.get_mut(tp) {
                     p.durable_last = state.last;
                     p.held = Held::default();
-                    self.seeks += 1;
-                    p.seek_epoch = self.seeks;
                 }
                 self.restore_held(tp, state.held)?;
-                if revoke_pending(consumer, tp) {
-                    // librdkafka already stopped fetching it (the revoke happened in a poll,
-                    // before this commit's outcome was handled): a seek would fail, and the
-                    // drain of the revoke forgets the partition. Its records received before
-                    // are stale (`seek_epoch`), so nothing of it is applied meanwhile.
-                    return Ok(());
-                }
                 consumer.seek(
                     &tp.0,
                     tp.1,
@@ -1561,15 +1563,10 @@ impl State {
     }
 }
 
-/// Whether a revoke of `tp` waits to be drained.
-fn revoke_pending(consumer: &StreamConsumer<Ctx>, tp: &Tp) -> bool {
-    consumer
-        .context()
-        .events
-        .lock()
-        .expect("not poisoned")
-        .iter()
-        .any(|e| matches!(e, Event::Revoke(list) if list.contains(tp)))
+/// Whether librdkafka still has `tp` assigned (it unassigns in the rebalance callback, inside a
+/// poll, before the loop drains the revoke).
+fn assigned(consumer: &StreamConsumer<Ctx>, tp: &Tp) -> Result<bool, IngestError> {
+    Ok(consumer.assignment()?.find_partition(&tp.0, tp.1).is_some())
 }
 
 /// Whether a rebalance event waits to be drained (it arrived with the last record received).

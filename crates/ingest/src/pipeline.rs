@@ -1451,9 +1451,10 @@ impl State {
                 p.seek_epoch = self.seeks;
                 self.drop_buffer(after);
                 if !assigned(consumer, tp)? {
-                    // Revoked in a poll before this outcome was handled (its revoke may even be
-                    // drained already, under the cooperative protocol): librdkafka stopped
-                    // fetching it, a seek would fail, and the revoke forgets the partition.
+                    // Revoked in a poll before this outcome was handled (under the cooperative
+                    // protocol its revoke may be out of the event list already, not yet
+                    // handled): librdkafka stopped fetching it, a seek would fail, and the
+                    // revoke forgets the partition.
                     return Ok(());
                 }
                 // After `recover`, which completes the winner's commit (its files in place).

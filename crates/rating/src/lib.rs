@@ -7,7 +7,6 @@
 mod month;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Europe::Berlin;
 use compact_str::CompactString;
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -107,8 +106,9 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
     if cdr.disposition != Disposition::Answered {
         return Outcome::Skip(Skip::Unanswered);
     }
-    let local_start = cdr.start_time.with_timezone(&Berlin);
-    let date = local_start.date_naive();
+    // One time-zone lookup (a binary search of Berlin's transitions) gives both the date the
+    // customer's terms are looked up by and the billing month.
+    let date = berlin_date(cdr.start_time);
     let terms = match config.customers.terms_in_force(&cdr.customer_id, date) {
         Ok(terms) => terms,
         Err(Lookup::UnknownCustomer) => {
@@ -153,7 +153,7 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
         duration_s,
         zone: zone.as_str().into(),
         charge_eur,
-        billing_month: BillingMonth::of(cdr.start_time),
+        billing_month: BillingMonth::of_date(date),
         plan: plan.name.as_str().into(),
         shortened: terms.shorten_numbers,
         counselling,

@@ -37,6 +37,15 @@ impl BillingMonth {
         }
     }
 
+    /// The month of a Berlin calendar day ([`berlin_date`]): for a caller that has the day
+    /// already, the same month as [`BillingMonth::of`] without a second time-zone lookup.
+    pub fn of_date(date: NaiveDate) -> Self {
+        BillingMonth {
+            year: date.year(),
+            month: date.month(),
+        }
+    }
+
     pub fn year(self) -> i32 {
         self.year
     }

@@ -250,6 +250,8 @@ proptest! {
         let (start, end) = month.utc_range();
         prop_assert!(start <= instant && instant < end);
         prop_assert!(!(month.next().utc_range().0 <= instant && instant < month.next().utc_range().1));
+        // `classify` takes the month from the Berlin date it looks the terms up by.
+        prop_assert_eq!(BillingMonth::of_date(berlin_date(instant)), month);
     }
 
     #[test]

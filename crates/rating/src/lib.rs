@@ -162,7 +162,19 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
 
 /// `per_minute × seconds / 60`, rounded half away from zero to four decimals.
 pub fn charge(per_minute: Decimal, billable_seconds: i64) -> Decimal {
-    (per_minute * Decimal::from(billable_seconds) / Decimal::from(60))
+    let exact = per_minute * Decimal::from(billable_seconds);
+    // With at most four decimals (as tariffs have them) the product is a whole number of
+    // ten-thousandths, and the result that number divided by 60, rounded: one integer
+    // division. Dividing the `Decimal` gave 28 decimals, which rounding then dropped one at a
+    // time (~600 instructions a call, 2 % of ingest's, callgrind, issue #7).
+    let mut units = exact;
+    units.rescale(CHARGE_SCALE);
+    if exact.scale() <= CHARGE_SCALE && units.scale() == CHARGE_SCALE {
+        let m = units.mantissa();
+        let rounded = (m.abs() + 30) / 60;
+        return Decimal::from_i128_with_scale(if m < 0 { -rounded } else { rounded }, CHARGE_SCALE);
+    }
+    (exact / Decimal::from(60))
         .round_dp_with_strategy(CHARGE_SCALE, RoundingStrategy::MidpointAwayFromZero)
 }
 

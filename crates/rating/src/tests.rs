@@ -254,6 +254,18 @@ proptest! {
         prop_assert_eq!(BillingMonth::of_date(berlin_date(instant)), month);
     }
 
+    /// The integer path agrees with dividing and rounding the `Decimal`, for rates of any
+    /// scale (those with more than four decimals take the `Decimal` path).
+    #[test]
+    fn charge_is_the_rounded_decimal_quotient(mantissa in 0i64..100_000_000, scale in 0u32..=8, secs in 0i64..1_000_000) {
+        let per_minute = Decimal::new(mantissa, scale);
+        let reference = (per_minute * Decimal::from(secs) / Decimal::from(60))
+            .round_dp_with_strategy(CHARGE_SCALE, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let c = charge(per_minute, secs);
+        prop_assert_eq!(c, reference);
+        prop_assert_eq!(charge(-per_minute, secs), -reference);
+    }
+
     #[test]
     fn charge_is_never_negative_and_has_four_decimals(cents in 0u32..100_000, secs in 0i64..100_000) {
         let c = charge(Decimal::new(i64::from(cents), 4), secs);

@@ -1,6 +1,5 @@
 //! `customers.csv`: one row per customer and change; the row in force at a date applies.
 
-
 use rustc_hash::FxHashMap;
 use std::path::Path;
 

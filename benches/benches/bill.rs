@@ -171,7 +171,7 @@ fn row(i: usize, customers: usize, file: usize) -> StoredCall {
     let start =
         DateTime::from_timestamp(1_793_487_600 + (i as i64 * 37) % 2_500_000, 0).expect("a time");
     let number = format!("+49151{:08}", (i * 7919) % 100_000_000);
-    let shortened = c % 3 == 0;
+    let shortened = c.is_multiple_of(3);
     StoredCall {
         call: RatedCall {
             cdr_id: format!("b{i:09}").into(),

@@ -63,7 +63,7 @@ fn bill_month(dir: &Path) -> (std::path::PathBuf, usize, usize) {
                     customer_id: evn_benches::customer_id(c).into(),
                     calling_number: format!("+4930{:07}", 1_000_000 + c * 2 + i / CONNECTIONS % 2)
                         .into(),
-                    called_number: if c % 3 == 0 {
+                    called_number: if c.is_multiple_of(3) {
                         evn_rating::shorten(&number)
                     } else {
                         number.into()
@@ -78,7 +78,7 @@ fn bill_month(dir: &Path) -> (std::path::PathBuf, usize, usize) {
                     charge_eur: Decimal::new((i as i64 * 1237) % 50_000, 4),
                     billing_month: month(),
                     plan: "office_basic".into(),
-                    shortened: c % 3 == 0,
+                    shortened: c.is_multiple_of(3),
                     counselling: false,
                 },
                 source_topic: "cdrs".into(),

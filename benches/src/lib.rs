@@ -98,7 +98,7 @@ pub fn wait_all_with_peak_rss(
                 continue;
             }
             // Exit first: a zombie's /proc status has no VmHWM any more.
-            if polls % 4 == 0 {
+            if polls.is_multiple_of(4) {
                 if let Some(m) = peak_rss_mib_of(&pids[i]) {
                     peaks[i] = peaks[i].max(m);
                 }

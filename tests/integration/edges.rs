@@ -15,6 +15,7 @@ const TOPIC: &str = "edges";
 const LINE_K1001: &str = "+4930901820";
 
 /// A CDR as a switch sends it. `answer`/`end` are RFC 3339 with whatever offset the case needs.
+#[allow(clippy::too_many_arguments)]
 fn cdr(
     id: &str,
     customer: &str,

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// What the rules say should happen to each record of a file (the oracle, from the pure core).
-fn expected(
-    file: &std::path::Path,
-) -> (
+/// Calls to store by (switch, cdr id), dead letters by reason, and duplicates.
+type Expected = (
     BTreeMap<(String, String), evn_rating::RatedCall>,
     BTreeMap<String, u64>,
     u64,
-) {
+);
+
+/// What the rules say should happen to each record of a file (the oracle, from the pure core).
+fn expected(file: &std::path::Path) -> Expected {
     let mut dups = 0;
     let cfg = evn_config::Config::load(&config_dir()).unwrap();
     let mut stored = BTreeMap::new();
@@ -29,10 +30,11 @@ fn expected(
             Ok(cdr) => match evn_rating::classify(cdr, &cfg) {
                 evn_rating::Outcome::Store(c) => {
                     let key = (c.switch_id.to_string(), c.cdr_id.to_string());
-                    if stored.contains_key(&key) {
-                        dups += 1;
-                    } else {
-                        stored.insert(key, *c);
+                    match stored.entry(key) {
+                        std::collections::btree_map::Entry::Occupied(_) => dups += 1,
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(*c);
+                        }
                     }
                 }
                 evn_rating::Outcome::Reject(u) => {

@@ -472,7 +472,7 @@ mod tests {
                 customers: kept,
             };
             std::fs::write(&own, serde_json::to_vec_pretty(&before).unwrap()).unwrap();
-            let old = OldEntries::load(tmp.path(), &own, &[own.clone()]).unwrap();
+            let old = OldEntries::load(tmp.path(), &own, std::slice::from_ref(&own)).unwrap();
             assert_eq!(old.own_versions(), Some(("old", "old")));
             let old_at: BTreeMap<&str, EntryAt> = old.own().collect();
             let entries: BTreeMap<&str, EntrySource> = sources

@@ -1037,8 +1037,10 @@ fn with_data_keys_evns_are_sealed_at_rest_and_open_to_the_plain_files() {
     write(&plain_data, "a.parquet", &november());
     let dir = evn_store::month_dir(&sealed_data, nov());
     std::fs::create_dir_all(&dir).unwrap();
-    let mut w = WriteOptions::default();
-    w.keys = Some(Arc::clone(&keys));
+    let w = WriteOptions {
+        keys: Some(Arc::clone(&keys)),
+        ..WriteOptions::default()
+    };
     evn_store::write_file(&dir.join("a.parquet"), &november(), w).unwrap();
 
     let cfg = config();

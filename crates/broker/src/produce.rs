@@ -168,7 +168,7 @@ fn send_file(
             }
         }
         report.sent += 1;
-        if report.sent % 1024 == 0 {
+        if report.sent.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
         }
     }

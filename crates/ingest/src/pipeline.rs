@@ -1089,6 +1089,7 @@ impl State {
     /// A Kamailio record → a canonical call, a skip or a dead-letter reason, with the held
     /// start the call was made from; None when the record itself is held for a later one (a
     /// call start) or already accounted for.
+    #[allow(clippy::type_complexity)]
     fn convert(
         &mut self,
         tp: &Tp,

@@ -136,14 +136,19 @@ pub struct EvnStore {
     /// Manifest names per month folder, valid while the folder's own stamp is unchanged (adding,
     /// removing or renaming an entry changes a directory's mtime): a month of 200,000 customers
     /// holds 800,000 files, and listing them on every request cost most of a download's CPU.
-    manifest_names: Mutex<HashMap<PathBuf, (Stamp, Arc<Vec<String>>)>>,
+    manifest_names: Mutex<HashMap<PathBuf, (Stamp, ManifestNames)>>,
     /// Opens EVNs the billing run sealed with `evn-keys` (encryption at rest).
     keys: Option<Arc<Keyring>>,
     /// Set when the EVN folder is an object store URL (`--evn s3://…`): see [`object`](Self::object_versions).
     object: Option<ObjectData>,
     /// Parsed manifests of an object store by key, with the modification time they were read at.
-    object_cache: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Arc<Index>)>>,
+    object_cache: Mutex<HashMap<String, (ReadAt, Arc<Index>)>>,
 }
+
+/// A month folder's manifest file names, shared with the requests that read them.
+type ManifestNames = Arc<Vec<String>>;
+/// When an object store's manifest was last modified, as read.
+type ReadAt = chrono::DateTime<chrono::Utc>;
 
 impl EvnStore {
     /// Opens the EVN folder: a local folder, or an object store URL (`s3://bucket/prefix`,

@@ -403,12 +403,33 @@ fn number(field: &'static str, v: Option<Jv<'_>>) -> Result<PhoneNumber, Rejecti
 }
 
 fn timestamp(field: &'static str, s: Cow<'_, str>) -> Result<DateTime<Utc>, Rejection> {
+    if let Some(t) = plain_utc(s.as_bytes()) {
+        return Ok(t);
+    }
     DateTime::parse_from_rfc3339(&s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| Rejection::BadTimestamp {
             field,
             value: s.into_owned(),
         })
+}
+
+/// `2026-11-24T08:15:02Z`, the form nearly every switch writes, read directly: chrono's RFC 3339
+/// parser spends ~370 instructions on it (issue #7: 1.6 % of all of ingest's work saved). Anything else
+/// (offsets, fractions, lower-case separators, leap seconds) returns `None` for chrono to read,
+/// so what is accepted, and how, is chrono's rule either way (a proptest holds the two together).
+fn plain_utc(b: &[u8]) -> Option<DateTime<Utc>> {
+    let &[y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b'T', h0, h1, b':', i0, i1, b':', s0, s1, b'Z'] =
+        b
+    else {
+        return None;
+    };
+    let digit = |c: u8| c.is_ascii_digit().then(|| u32::from(c - b'0'));
+    let two = |a, b| Some(digit(a)? * 10 + digit(b)?);
+    let year = two(y0, y1)? * 100 + two(y2, y3)?;
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, two(m0, m1)?, two(d0, d1)?)?;
+    let time = chrono::NaiveTime::from_hms_opt(two(h0, h1)?, two(i0, i1)?, two(s0, s1)?)?;
+    Some(date.and_time(time).and_utc())
 }
 
 #[cfg(test)]
@@ -632,6 +653,21 @@ mod tests {
                 other => panic!("{other:?}"),
             });
             proptest::prop_assert_eq!(got, rule);
+        }
+
+        /// The shortcut for plain UTC times accepts exactly what chrono accepts, as the same
+        /// instant: near misses (bad dates, hour 24, second 60, lower case, offsets, fractions)
+        /// included.
+        #[test]
+        fn timestamps_are_read_as_chrono_reads_them(
+            s in r#"[0-9]{4}-(0[0-9]|1[0-3]|[0-9]{2})-([0-3][0-9])[Tt ]([0-2][0-9]):[0-6][0-9]:[0-6][0-9](\.[0-9]{1,9})?(Z|z|[+-][0-2][0-9]:[0-5][0-9])|[0-9:TZ-]{18,22}"#
+        ) {
+            let chrono = DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).ok();
+            let ours = timestamp("start_time", Cow::Borrowed(&s)).ok();
+            proptest::prop_assert_eq!(ours, chrono);
+            if let Some(t) = plain_utc(s.as_bytes()) {
+                proptest::prop_assert_eq!(Some(t), chrono);
+            }
         }
 
         #[test]

@@ -715,6 +715,9 @@ fn counselling_rows_are_absent_in_every_notation() {
         ("h7", "+49301234xxx", false),
         ("h8", "116111", false),
         ("h9", "+498001110550", false),
+        // Short codes as switches that write every number in E.164 send them.
+        ("h10", "+49116123", false),
+        ("h11", "+49116xxx", false),
     ];
     let mut rows: Vec<StoredCall> = hidden
         .iter()
@@ -759,6 +762,8 @@ fn counselling_rows_are_absent_in_every_notation() {
         "08.11.",
         "09.11.",
         "10.11.",
+        "11.11.",
+        "12.11.",
     ] {
         assert!(
             !text.contains(needle),
@@ -770,12 +775,12 @@ fn counselling_rows_are_absent_in_every_notation() {
         );
     }
     assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 1);
-    // 9 × 0,10 € hidden + 0,25 € shown.
-    assert!(text.contains("1,15 €"), "{text}");
+    // 11 × 0,10 € hidden + 0,25 € shown.
+    assert!(text.contains("1,35 €"), "{text}");
     let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
     let e = &m.customers["K1002"];
-    assert_eq!((e.connections, e.billed_connections), (1, 10));
-    assert_eq!(e.total, "1.1500");
+    assert_eq!((e.connections, e.billed_connections), (1, 12));
+    assert_eq!(e.total, "1.3500");
 }
 
 /// K1003's plan covers landline and mobile: nothing of it is stored, yet its EVN is on, so it

@@ -26,6 +26,8 @@ pub enum NumberError {
     TooShort(String),
     #[error("{0:?} starts with 0 after `+`: E.164 country codes never do")]
     LeadingZero(String),
+    #[error("{0:?} keeps the national trunk 0 after +49: E.164 drops it (`+49 30…`, not `+49 030…`)")]
+    TrunkZero(String),
     #[error("{0:?} is neither E.164 (`+49…`) nor a short code of 2 to 6 digits")]
     NotE164(String),
 }
@@ -51,6 +53,11 @@ impl PhoneNumber {
             }
             if digits.starts_with('0') {
                 return Err(NumberError::LeadingZero(s.to_owned()));
+            }
+            // Stored as given, `+49030…` would be rated, matched against the counselling list
+            // and shown as a different number from `+4930…`: the switch must send E.164.
+            if digits.starts_with("490") {
+                return Err(NumberError::TrunkZero(s.to_owned()));
             }
         } else if digits.len() < 2 || digits.len() > MAX_SHORT_CODE_DIGITS {
             return Err(NumberError::NotE164(s.to_owned()));
@@ -101,6 +108,8 @@ mod tests {
         check("+49 30 901820", false);
         check("030901820", false);
         check("+0301234", false);
+        check("+490301234", false);
+        check("+490116123", false);
         check("+4912345678901234", false);
         check("1", false);
         check("*97", false);

@@ -34,14 +34,19 @@ pub fn normalise_number(raw: &str) -> Option<String> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(if plus {
+    let e164 = if plus {
         format!("+{digits}")
     } else if let Some(intl) = digits.strip_prefix("00") {
         format!("+{intl}")
     } else if let Some(national) = digits.strip_prefix('0') {
         format!("+49{national}")
     } else {
-        digits
+        return Some(digits);
+    };
+    // `+49 0800 …`: the national trunk 0 kept after the country code, a common slip.
+    Some(match e164.strip_prefix("+490") {
+        Some(rest) => format!("+49{}", rest.trim_start_matches('0')),
+        None => e164,
     })
 }
 
@@ -53,6 +58,7 @@ fn is_normalised(number: &str) -> bool {
     !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
         && (number.starts_with('+') || !digits.starts_with('0'))
+        && !number.starts_with("+490")
 }
 
 /// Masks the last three digits as `xxx` (the EVN shortening rule).
@@ -88,7 +94,17 @@ impl CounsellingList {
 
     /// Builds a list from numbers in any notation (tests, benchmarks).
     pub fn from_numbers<'a>(numbers: impl IntoIterator<Item = &'a str>, version: &str) -> Self {
-        let numbers: FxHashSet<String> = numbers.into_iter().filter_map(normalise_number).collect();
+        let mut numbers: FxHashSet<String> =
+            numbers.into_iter().filter_map(normalise_number).collect();
+        // A short code (`116 123`) also arrives in E.164 (`+49116123`) from switches that write
+        // every number that way. German area codes never start with 1, so `+491…` this short
+        // is a short code and nothing else.
+        let e164: Vec<String> = numbers
+            .iter()
+            .filter(|n| !n.starts_with('+'))
+            .map(|n| format!("+49{n}"))
+            .collect();
+        numbers.extend(e164);
         let masked = numbers.iter().map(|n| mask(n)).collect();
         CounsellingList {
             numbers,
@@ -180,12 +196,23 @@ mod tests {
             "116123",
             "+498001110xxx",
             "116xxx",
+            "+49116123",
+            "+490116123",
+            "+4908001110111",
+            "0049116123",
+            "+49116xxx",
+            "+490116xxx",
+            "+4930 1234567",
+            "+49 (0)30 1234567",
+            "+49030 1234567",
         ] {
             assert!(l.contains(n), "{n}");
         }
         assert!(l.contains("+49301234xxx"));
         assert!(!l.contains("+498001110222"));
         assert!(!l.contains("116111"));
+        assert!(!l.contains("+49116111"));
+        assert!(!l.contains("+491161231"));
         assert!(!l.contains("+4930901820"));
     }
 

@@ -224,6 +224,12 @@ fn counselling_calls_are_stored_and_flagged() {
     ));
     assert!(call.counselling);
     assert_eq!(call.called_number, "116xxx");
+    // The same short code in E.164, as many switches write every number.
+    let call = stored(classify(
+        cdr("K1002", "+49116123", "2026-11-10T08:00:00Z", 60),
+        &cfg,
+    ));
+    assert!(call.counselling);
 }
 
 #[test]

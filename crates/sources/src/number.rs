@@ -70,7 +70,9 @@ pub fn normalise(raw: &str, plan: &NumberPlan) -> Result<Num, Unplaceable> {
     }
     // `+4930…@realm;user=phone`: the user part is the number.
     let s = s.split(['@', ';']).next().unwrap_or("");
+    // `+49 (0)30 …`: the bracketed trunk 0 is dialled nationally only.
     let s: String = s
+        .replace("(0)", "")
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '/' | '(' | ')' | '.' | '\u{a0}'))
         .collect();
@@ -156,6 +158,7 @@ mod tests {
         check("030901820", "+4930901820");
         check("030 90 18-20", "+4930901820");
         check("0049 30 901820", "+4930901820");
+        check("+49 (0)30 901820", "+4930901820");
         check("0033123456789", "+33123456789");
         check("015112345678", "+4915112345678");
         check(

@@ -26,7 +26,9 @@ pub enum NumberError {
     TooShort(String),
     #[error("{0:?} starts with 0 after `+`: E.164 country codes never do")]
     LeadingZero(String),
-    #[error("{0:?} keeps the national trunk 0 after +49: E.164 drops it (`+49 30…`, not `+49 030…`)")]
+    #[error(
+        "{0:?} keeps the national trunk 0 after +49: E.164 drops it (`+49 30…`, not `+49 030…`)"
+    )]
     TrunkZero(String),
     #[error("{0:?} is neither E.164 (`+49…`) nor a short code of 2 to 6 digits")]
     NotE164(String),

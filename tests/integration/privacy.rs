@@ -634,6 +634,29 @@ fn export_equals_the_stored_rows_without_counselling_calls() {
     }
 }
 
+/// What the EVN hides the export withholds: a number put on the counselling list after its
+/// calls were ingested is withheld once `--config` gives today's list. A second stored copy of
+/// a call (same switch and CDR id, e.g. from two partitions) is exported once, as it is billed.
+#[test]
+fn export_applies_todays_counselling_list_and_leaves_out_second_copies() {
+    let f = fixture_in(Local, None);
+    let copy = privacy_call("K1001", "2026-01", 3, false);
+    let dup = "cdrs+2+00000000000000000000-00000000000000000000.parquet";
+    write_month_file(&f.data, "2026-01", dup, &[copy], None);
+    let before = export(&f.data_arg(), "K1001", &[]);
+    assert_eq!(before.lines().count(), 5, "{before}");
+    assert!(before.contains("+4915112345003"));
+
+    let list = f.config.join("counselling-numbers.txt");
+    let mut text = std::fs::read_to_string(&list).unwrap();
+    text.push_str("+49 151 12345003\n");
+    std::fs::write(&list, text).unwrap();
+    let config = f.config.display().to_string();
+    let after = export(&f.data_arg(), "K1001", &["--config", &config]);
+    assert_eq!(after.lines().count(), 4, "{after}");
+    assert!(!after.contains("+4915112345003"), "{after}");
+}
+
 #[test]
 fn erase_refuses_while_the_law_needs_the_data_and_succeeds_after() {
     for mode in [Local, Url] {

@@ -40,6 +40,11 @@ pub struct ExportArgs {
     /// `jsonl` (one JSON object per line) or `csv` (with a header row).
     #[arg(long, default_value = "jsonl")]
     format: ExportFormat,
+    /// Config directory: today's counselling list withholds calls to numbers listed after
+    /// they were ingested, as the billing run does. Without it only calls flagged at ingest
+    /// are withheld (a warning says so).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -111,12 +116,20 @@ pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
 
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
     let keys = data_keys()?;
+    let config = args.config.as_deref().map(load_config).transpose()?;
+    if config.is_none() {
+        tracing::warn!(
+            "no --config: calls to counselling numbers listed after ingest are not withheld; \
+             pass --config to apply today's list"
+        );
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let summary = tokio::task::block_in_place(|| {
         evn_privacy::export(
             &args.data,
             &args.customer,
             keys.as_ref(),
+            config.as_ref().map(|c| &c.counselling),
             args.format,
             &mut out,
         )
@@ -135,8 +148,14 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
             )
         } else {
             String::new()
-        }
+        },
     );
+    if summary.duplicates > 0 {
+        eprintln!(
+            "{} stored second copies of a call (same switch and CDR id) left out, as in the EVN",
+            summary.duplicates
+        );
+    }
     Ok(())
 }
 

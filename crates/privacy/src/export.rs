@@ -6,6 +6,7 @@
 //! out), and Art. 15(4) GDPR lets a copy not harm the rights of others (here: the employee who
 //! made the call). Their number is reported, so nothing is dropped silently.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use chrono::SecondsFormat;
 use serde::Serialize;
 
+use evn_config::CounsellingList;
 use evn_keys::Keyring;
 use evn_store::{Location, StoredCall};
 
@@ -90,14 +92,20 @@ pub struct ExportSummary {
     pub calls: usize,
     /// Calls to counselling services, withheld (see the module docs).
     pub withheld_counselling: usize,
+    /// Second copies of a call (same switch and CDR id) in a month, left out as the billing
+    /// run leaves them out.
+    pub duplicates: usize,
 }
 
 /// Writes the customer's calls of every stored month to `out`, oldest month first, in the
-/// order of the month's files.
+/// order of the month's files. A call is withheld if ingest flagged it or if `counselling`
+/// (today's list, as the billing run applies it) has its number: the list grows every quarter,
+/// and what an EVN hides an export must not show.
 pub fn export(
     data: &Location,
     customer_id: &str,
     keys: Option<&Arc<Keyring>>,
+    counselling: Option<&CounsellingList>,
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> Result<ExportSummary, PrivacyError> {
@@ -126,8 +134,15 @@ pub fn export(
             continue;
         }
         summary.months += 1;
+        let mut seen = HashSet::with_capacity(rows.len());
         for row in &rows {
-            if row.call.counselling {
+            if !seen.insert((&row.call.switch_id, &row.call.cdr_id)) {
+                summary.duplicates += 1;
+                continue;
+            }
+            if row.call.counselling
+                || counselling.is_some_and(|l| l.contains(&row.call.called_number))
+            {
                 summary.withheld_counselling += 1;
                 continue;
             }

@@ -291,7 +291,9 @@ pub fn dedup(calls: &mut Vec<RatedCall>) -> usize {
 
 /// The EVN of one customer and month (version 0: the caller numbers it). Counselling calls are
 /// hidden if ingest flagged them *or* today's list knows the number, in whatever notation it was
-/// stored: when in doubt a row is hidden, never shown.
+/// stored: when in doubt a row is hidden, never shown. Every call is rated with today's
+/// configuration ([`evn_rating::rerate`]): the bill records the configuration version it was
+/// made from, and a re-run after a corrected tariff bills the corrected charges.
 pub fn build_document(
     config: &Config,
     month: BillingMonth,
@@ -337,6 +339,7 @@ pub fn build_document(
         .collect();
     let calls = calls
         .into_iter()
+        .filter_map(|c| evn_rating::rerate(c, config))
         .map(|c| EvnCall {
             hidden: c.counselling || config.counselling.contains(&c.called_number),
             zone_label: config.tariffs.label(&c.zone).to_owned(),

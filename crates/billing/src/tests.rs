@@ -169,7 +169,7 @@ fn november() -> Vec<StoredCall> {
             "2026-10-31T23:00:00Z",
             "+4915112345670",
             "mobile",
-            "0.3728",
+            "0.3729",
             false,
         ),
         // EVN off: no PDF.
@@ -320,7 +320,7 @@ fn evn_on_customers_get_pdf_and_csv_without_counselling_rows_and_reruns_change_n
     assert_eq!(m.customers.len(), 4);
     let e = &m.customers["K1002"];
     assert_eq!((e.connections, e.billed_connections, e.version), (2, 5, 1));
-    assert_eq!(e.total, "1.0978");
+    assert_eq!(e.total, "1.0979");
     assert_eq!(e.total_printed, "1.10");
     assert_eq!(
         e.sha256,
@@ -418,6 +418,102 @@ fn late_cdr_makes_version_2_and_keeps_version_1() {
     assert_eq!(
         snapshot(&dir)[&dir.join("K1001.pdf")],
         before[&dir.join("K1001.pdf")]
+    );
+}
+
+/// `edit` applied to one file of `dir`, a copy of the example configuration made on first use.
+fn edited_config(dir: &Path, file: &str, edit: impl Fn(String) -> String) -> Config {
+    if !dir.exists() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/config");
+        std::fs::create_dir_all(dir).unwrap();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let p = entry.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    std::fs::write(dir.join(file), edited).unwrap();
+    Config::load(dir).unwrap()
+}
+
+/// DOMAIN.md: the billing team re-runs the month when a corrected tariff arrives. The re-run
+/// bills the corrected charges as version 2 and names the configuration it used; a customer's
+/// late request for shortened numbers (its row's `valid_from` before calls stored in full)
+/// shortens them in the re-run; a zone the corrected plan puts under its flatrate is neither
+/// billed nor itemised.
+#[test]
+fn rerun_with_corrected_configuration_bills_what_it_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let dir = out.join("2026-11");
+    let v1 = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
+    assert_eq!(v1.customers["K1002"].total, "1.0979");
+    assert!(pdf_text(&dir.join("K1002.pdf")).contains("0033 123456789"));
+
+    // EU calls at 0,3900 instead of 0,2900 €/min for office_basic; K1002 asks for shortened
+    // numbers from 1 November.
+    let cfg_dir = tmp.path().join("config");
+    edited_config(&cfg_dir, "tariffs.toml", |t| {
+        let basic = t.find("[plans.office_basic.rates]").unwrap();
+        let (head, tail) = t.split_at(basic);
+        format!(
+            "{head}{}",
+            tail.replacen(
+                r#"eu        = { per_minute = "0.2900""#,
+                r#"eu        = { per_minute = "0.3900""#,
+                1
+            )
+        )
+    });
+    let corrected = edited_config(&cfg_dir, "customers.csv", |c| {
+        format!("{c}K1002,Bäckerei Größler e.K.,Schloßallee 12,80331,München,office_basic,true,true,2026-11-01\n")
+    });
+    let later = BillOptions::new(NaiveDate::from_ymd_opt(2026, 12, 10).unwrap());
+    run(&corrected, &data, nov(), &out, &later).unwrap();
+    let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
+    let e = &m.customers["K1002"];
+    assert_eq!(e.version, 2);
+    // The EU call at 0,3900 × 125 / 60 = 0,8125 instead of 0,6042, the rest unchanged.
+    assert_eq!(e.total, "1.3062");
+    assert_eq!(m.config_version, corrected.version);
+    let text = pdf_text(&dir.join("K1002.pdf"));
+    assert!(text.contains("0,81 €"), "{text}");
+    assert!(text.contains("0033 123456xxx"), "{text}");
+    assert!(!text.contains("0033 123456789"), "{text}");
+    assert!(
+        text.contains(&corrected.version),
+        "the EVN names its configuration"
+    );
+    let rows = csv_rows(&dir.join("K1002.csv"));
+    assert!(rows
+        .iter()
+        .all(|r| !r.contains(&"0033 123456789".to_owned())));
+    // Version 1 stays as it was sent.
+    assert!(pdf_text(&dir.join("K1002.v1.pdf")).contains("0033 123456789"));
+
+    // A plan whose flatrate now covers mobile calls: K1002's one mobile call (0,3729 €) leaves
+    // the bill and the list.
+    let flat = edited_config(&tmp.path().join("config2"), "tariffs.toml", |t| {
+        t.replacen(
+            "[plans.office_basic]\n",
+            "[plans.office_basic]\nflatrate = [\"mobile\"]\n",
+            1,
+        )
+    });
+    run(&flat, &data, nov(), &out, &later).unwrap();
+    let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
+    let e = &m.customers["K1002"];
+    assert_eq!(e.version, 3);
+    assert_eq!(e.total, "0.7250");
+    let text = pdf_text(&dir.join("K1002.pdf"));
+    assert!(!text.contains("0151 12345670"), "{text}");
+    assert!(
+        text.contains("Mobilfunk"),
+        "the flatrate notice names the zone: {text}"
     );
 }
 
@@ -775,12 +871,13 @@ fn counselling_rows_are_absent_in_every_notation() {
         );
     }
     assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 1);
-    // 11 × 0,10 € hidden + 0,25 € shown.
-    assert!(text.contains("1,35 €"), "{text}");
+    // Rated with today's tariff (K1002, 125 s, 60/1): 11 × 0,0604 € landline hidden + 0,3729 €
+    // mobile shown.
+    assert!(text.contains("1,04 €"), "{text}");
     let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
     let e = &m.customers["K1002"];
     assert_eq!((e.connections, e.billed_connections), (1, 12));
-    assert_eq!(e.total, "1.3500");
+    assert_eq!(e.total, "1.0373");
 }
 
 /// K1003's plan covers landline and mobile: nothing of it is stored, yet its EVN is on, so it
@@ -850,7 +947,9 @@ fn five_thousand_row_customer_renders_completely() {
                 "0.0001",
                 false,
             );
-            c.call.charge_eur = Decimal::new(1000 + i, 4);
+            // Billing rates every call with today's tariff (K1002: mobile 0,1790 €/min, 60/1):
+            // the durations make the charges differ.
+            c.call.duration_s = 60 + i;
             c
         })
         .collect();
@@ -882,14 +981,16 @@ fn five_thousand_row_customer_renders_completely() {
         })
         .collect();
     assert_eq!(numbers, (1..=5000).collect::<Vec<_>>());
-    // 5000 × 0,1000 € + 0,0001 € × (0 + … + 4999) = 500 + 1.249,75
-    let total: Decimal = rows.iter().map(|r| r.call.charge_eur).sum();
-    assert_eq!(total, Decimal::new(17_497_500, 4));
+    // Σ 0,1790 € × (60 + i) / 60, each rounded to 4 decimals: 0,1790 + … + 15,0927 = 38.179,25 €.
+    let total: Decimal = (0..5000)
+        .map(|i| evn_rating::charge(Decimal::new(1790, 4), 60 + i))
+        .sum();
+    assert_eq!(format::money(total), "38.179,25 €");
     let last = page_texts.last().unwrap();
     assert!(
         last.lines().any(|l| l.contains("Gesamtsumme (netto)")
             && l.contains(" 5000 ")
-            && l.trim_end().ends_with("1.749,75 €")),
+            && l.trim_end().ends_with("38.179,25 €")),
         "{last}"
     );
     let csv = csv_rows(&out.join("2026-11/K1002.csv"));
@@ -976,13 +1077,13 @@ fn dedup_keeps_the_first_by_start_time() {
 }
 
 proptest::proptest! {
-    /// For any month of one customer's calls (any charges, several lines, counselling numbers
+    /// For any month of one customer's calls (any durations, several lines, counselling numbers
     /// in any notation, duplicates that reached storage): every call is billed once, no
     /// counselling number is a row, the rows add up to the line subtotals, and the subtotals
     /// plus the not-itemised line to the total.
     #[test]
     fn any_month_bills_each_call_once_and_adds_up(
-        calls in proptest::collection::vec((0usize..8, 0i64..2_000_000, 0u8..3), 0..50),
+        calls in proptest::collection::vec((0usize..8, 0i64..200_000, 0u8..3), 0..50),
         dups in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..10),
     ) {
         const NUMBERS: [&str; 8] = [
@@ -993,15 +1094,20 @@ proptest::proptest! {
         let mut rated: Vec<RatedCall> = calls
             .iter()
             .enumerate()
-            .map(|(i, &(number, charge, line))| {
+            .map(|(i, &(number, seconds, line))| {
                 let t = DateTime::from_timestamp(1_793_600_000 + i as i64 * 3_600, 0).unwrap();
                 let mut c = call(&format!("p{i}"), "K1002", &t.to_rfc3339(), NUMBERS[number], "mobile", "0", false).call;
-                c.charge_eur = Decimal::new(charge, 4);
+                c.duration_s = seconds;
                 c.calling_number = format!("+4989123456{line}").into();
                 c
             })
             .collect();
-        let total: Decimal = rated.iter().map(|c| c.charge_eur).sum();
+        // What each call costs under today's tariff, as the run rates it.
+        let total: Decimal = rated
+            .iter()
+            .filter_map(|c| evn_rating::rerate(c.clone(), &cfg))
+            .map(|c| c.charge_eur)
+            .sum();
         let unique = rated.len();
         if unique > 0 {
             for d in &dups {

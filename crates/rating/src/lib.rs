@@ -11,7 +11,7 @@ use compact_str::CompactString;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use evn_cdr::{Cdr, Direction, Disposition};
-use evn_config::{Config, Lookup};
+use evn_config::{Config, Lookup, ZoneId};
 
 pub use month::{berlin_date, BillingMonth, MonthError};
 
@@ -158,6 +158,41 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
         shortened: terms.shorten_numbers,
         counselling,
     }))
+}
+
+/// A stored call as today's configuration rates it, for the billing run: a re-run after a
+/// corrected tariff or a late change in `customers.csv` bills what the terms in force at the
+/// call's start say (DOMAIN.md), not what they said when the call was ingested. `None`: the
+/// call is now covered by a flatrate, neither billed nor itemised.
+///
+/// The zone and the duration are facts of the call and stay. A number stored in full is
+/// shortened if the terms now ask for it; one stored shortened stays so (its digits are gone).
+/// Terms that do not reach back to the call (a row's `valid_from` moved past it) leave the call
+/// as it was stored, as does a zone today's tariffs do not have (the billing run refuses those
+/// before it gets here).
+pub fn rerate(mut call: RatedCall, config: &Config) -> Option<RatedCall> {
+    let Ok(terms) = config
+        .customers
+        .terms_in_force(&call.customer_id, berlin_date(call.start_time))
+    else {
+        return Some(call);
+    };
+    let plan = config.tariffs.plan_at(terms.plan);
+    let zone = ZoneId::new(call.zone.as_str());
+    if plan.flatrate.contains(&zone) {
+        return None;
+    }
+    if let Some(rate) = plan.rates.get(&zone) {
+        call.charge_eur = charge(rate.per_minute, rate.increment.billable(call.duration_s));
+        if call.plan.as_str() != plan.name {
+            call.plan = plan.name.as_str().into();
+        }
+    }
+    if terms.shorten_numbers && !call.shortened {
+        call.called_number = shorten(&call.called_number);
+        call.shortened = true;
+    }
+    Some(call)
 }
 
 /// `per_minute × seconds / 60`, rounded half away from zero to four decimals.

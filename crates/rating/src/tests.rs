@@ -279,3 +279,45 @@ proptest! {
         prop_assert!(c.scale() <= 4);
     }
 }
+
+/// The billing run's re-rating: today's terms at the call's start decide the charge, the
+/// flatrate and shortening; zone and duration stay; what cannot be undone is not.
+#[test]
+fn rerate_applies_the_terms_in_force_at_the_start() {
+    let cfg = config();
+    let mut call = stored(classify(
+        cdr("K1002", "+4915112345678", "2026-11-10T08:00:00Z", 125),
+        &cfg,
+    ));
+    assert_eq!(call.charge_eur, dec("0.3729"));
+    // A stale charge (from an older tariff) is replaced; everything else is kept.
+    call.charge_eur = dec("9.9999");
+    let again = rerate(call.clone(), &cfg).unwrap();
+    assert_eq!(again.charge_eur, dec("0.3729"));
+    assert_eq!((again.zone.as_str(), again.duration_s), ("mobile", 125));
+    assert_eq!(again.called_number, "+4915112345678");
+    // K1001 shortens from 15 November: a call stored in full is shortened, never unshortened.
+    let mut k1001 = call.clone();
+    k1001.customer_id = "K1001".into();
+    k1001.start_time = t("2026-11-20T08:00:00Z");
+    let shortened = rerate(k1001.clone(), &cfg).unwrap();
+    assert_eq!(shortened.called_number, "+4915112345xxx");
+    assert!(shortened.shortened);
+    k1001.start_time = t("2026-11-10T08:00:00Z");
+    let mut stays = k1001.clone();
+    stays.called_number = "+4915112345xxx".into();
+    stays.shortened = true;
+    assert_eq!(
+        rerate(stays.clone(), &cfg).unwrap().called_number,
+        "+4915112345xxx"
+    );
+    // K1003's plan covers mobile calls: not billed at all.
+    let mut k1003 = call.clone();
+    k1003.customer_id = "K1003".into();
+    assert!(rerate(k1003, &cfg).is_none());
+    // Before the customer's first row: left as stored.
+    let mut early = call;
+    early.start_time = t("2025-06-01T08:00:00Z");
+    early.charge_eur = dec("9.9999");
+    assert_eq!(rerate(early.clone(), &cfg), Some(early));
+}

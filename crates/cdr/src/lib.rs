@@ -15,6 +15,15 @@ use compact_str::CompactString;
 /// The longest `cdr_id`, `switch_id` or `customer_id` we accept; longer ids are switch bugs.
 pub const MAX_ID_LEN: usize = 128;
 
+/// The longest call accepted, end minus start: switches end calls long before (Asterisk's and
+/// most SBCs' session timers), and a CDR beyond it is a clock or field error that would put an
+/// absurd charge on a bill (an end in 2099 rated as 6.8 M €). Dead-lettered, never dropped.
+pub const MAX_CALL_SECONDS: i64 = 24 * 3600;
+
+/// Calls must start within these years (UTC): outside them a switch's clock was wrong (reset to
+/// 1970) or a field garbled, and the billing month would be one no billing run is made for.
+pub const PLAUSIBLE_YEARS: std::ops::RangeInclusive<i32> = 2000..=2099;
+
 /// A validated call-detail record. Times are UTC instants whatever offset they arrived with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cdr {
@@ -126,6 +135,12 @@ pub enum Rejection {
     EndBeforeStart,
     #[error("inconsistent_answer: disposition is answered but answer_time is null")]
     AnsweredWithoutAnswerTime,
+    #[error("implausible_time: start_time {value} is outside the years 2000 to 2099")]
+    ImplausibleTime { value: String },
+    #[error(
+        "implausible_duration: the call lasts {seconds} s from start to end, more than 24 hours"
+    )]
+    ImplausibleDuration { seconds: i64 },
 }
 
 impl Rejection {
@@ -145,6 +160,8 @@ impl Rejection {
             Rejection::AnswerBeforeStart => "answer_before_start",
             Rejection::EndBeforeStart => "end_before_start",
             Rejection::AnsweredWithoutAnswerTime => "inconsistent_answer",
+            Rejection::ImplausibleTime { .. } => "implausible_time",
+            Rejection::ImplausibleDuration { .. } => "implausible_duration",
         }
     }
 }

@@ -4,11 +4,14 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use compact_str::CompactString;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::{Cdr, Direction, Disposition, PhoneNumber, Rejection, MAX_ID_LEN};
+use crate::{
+    Cdr, Direction, Disposition, PhoneNumber, Rejection, MAX_CALL_SECONDS, MAX_ID_LEN,
+    PLAUSIBLE_YEARS,
+};
 
 /// Parses one Kafka record value. Never panics, whatever the bytes.
 pub fn parse(bytes: &[u8]) -> Result<Cdr, Rejection> {
@@ -307,6 +310,15 @@ pub(crate) fn check(cdr: Cdr) -> Result<Cdr, Rejection> {
     }
     if cdr.end_time < cdr.start_time {
         return Err(Rejection::EndBeforeStart);
+    }
+    if !PLAUSIBLE_YEARS.contains(&cdr.start_time.year()) {
+        return Err(Rejection::ImplausibleTime {
+            value: cdr.start_time.to_rfc3339(),
+        });
+    }
+    let seconds = (cdr.end_time - cdr.start_time).num_seconds();
+    if seconds > MAX_CALL_SECONDS {
+        return Err(Rejection::ImplausibleDuration { seconds });
     }
     if let Some(answer) = cdr.answer_time {
         if answer < cdr.start_time {
@@ -620,6 +632,26 @@ mod tests {
             with("answer_time", Some("null")).as_bytes(),
             "inconsistent_answer",
         );
+        check_code(
+            with("end_time", Some(r#""2099-11-24T08:17:11Z""#)).as_bytes(),
+            "implausible_duration",
+        );
+        // A day and a second.
+        check_code(
+            with("end_time", Some(r#""2026-11-25T08:15:03Z""#)).as_bytes(),
+            "implausible_duration",
+        );
+        assert!(parse(with("end_time", Some(r#""2026-11-25T08:15:02Z""#)).as_bytes()).is_ok());
+        let epoch = GOOD
+            .replace("2026-11-24T08:15:02Z", "1970-01-01T00:00:00Z")
+            .replace("2026-11-24T08:15:09Z", "1970-01-01T00:00:07Z")
+            .replace("2026-11-24T08:17:11Z", "1970-01-01T00:02:09Z");
+        check_code(epoch.as_bytes(), "implausible_time");
+        let far = GOOD
+            .replace("2026-11-24T08:15:02Z", "9999-12-31T23:30:00-01:00")
+            .replace("2026-11-24T08:15:09Z", "9999-12-31T23:30:07-01:00")
+            .replace("2026-11-24T08:17:11Z", "9999-12-31T23:32:09-01:00");
+        check_code(far.as_bytes(), "implausible_time");
         let dup = GOOD.replacen("\"cdr_id\"", "\"cdr_id\":\"a\",\"cdr_id\"", 1);
         check_code(dup.as_bytes(), "invalid_field");
     }

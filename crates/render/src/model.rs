@@ -277,8 +277,41 @@ impl EvnDocument {
              Gesamtsumme enthalten."
                 .to_owned(),
         );
+        if self.rounding_shows() {
+            out.push(
+                "Die Beträge je Verbindung sind auf volle Cent gerundet; Summen werden aus den \
+                 genauen Beträgen (vier Nachkommastellen) gebildet und können daher von der \
+                 Summe der gerundeten Einzelbeträge abweichen."
+                    .to_owned(),
+            );
+        }
         out.push("Alle Beträge sind Nettobeträge in Euro.".to_owned());
         out
+    }
+
+    /// Whether a printed sum differs from the sum of the printed amounts it covers: charges
+    /// keep four decimals and are summed exactly (DOMAIN.md), so a reader adding up the cents
+    /// can be a cent or more off, and is told why rather than left to doubt the bill. Printed
+    /// only then, so that an EVN whose sums add up reads (and hashes) as before.
+    fn rounding_shows(&self) -> bool {
+        let cents = crate::format::cents;
+        let groups = self
+            .groups
+            .iter()
+            .any(|g| cents(g.subtotal) != g.rows.iter().map(|r| cents(r.charge)).sum::<Decimal>());
+        let zones = self.zones.iter().any(|z| {
+            let printed: Decimal = self
+                .groups
+                .iter()
+                .flat_map(|g| &g.rows)
+                .filter(|r| r.zone_label == z.label)
+                .map(|r| cents(r.charge))
+                .sum();
+            cents(z.amount) != printed
+        });
+        let parts = self.zones.iter().map(|z| cents(z.amount)).sum::<Decimal>()
+            + cents(self.not_itemised.amount);
+        groups || zones || cents(self.total) != parts
     }
 }
 
@@ -349,6 +382,38 @@ mod tests {
         let n = doc.notices();
         assert!(n[0].contains("keine Verbindungen angefallen, die einzeln"));
         assert!(n.iter().any(|s| s.contains("(Festnetz national)")));
+    }
+
+    /// 3 × 0,1820 € print as 0,18 € each, and their exact sum 0,5460 € as 0,55 €: the EVN says
+    /// why. When printed amounts add up, it says nothing (and hashes as before).
+    #[test]
+    fn rounding_notice_only_when_printed_amounts_do_not_add_up() {
+        let notice = |calls: Vec<EvnCall>| {
+            EvnDocument::build(header(), calls, false, vec![])
+                .notices()
+                .iter()
+                .any(|n| n.contains("auf volle Cent gerundet"))
+        };
+        assert!(notice(vec![
+            call(0, 1, 1820, false, 0),
+            call(0, 2, 1820, false, 0),
+            call(0, 3, 1820, false, 0),
+        ]));
+        assert!(!notice(vec![
+            call(0, 1, 1800, false, 0),
+            call(0, 2, 3300, false, 0)
+        ]));
+        // Off only across lines: each line's subtotal adds up, the zone and total do not.
+        assert!(notice(vec![
+            call(0, 1, 1250, false, 0),
+            call(1, 2, 1250, false, 0)
+        ]));
+        // The hidden line's sum is printed rounded too.
+        assert!(notice(vec![
+            call(0, 1, 1050, false, 0),
+            call(0, 2, 1050, true, 0)
+        ]));
+        assert!(!notice(vec![]));
     }
 
     proptest! {

@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 
 use evn_privacy::{EraseOutcome, ExportFormat, PrivacyError};
 
-use crate::{data_keys, load_config, Failure};
+use evn_store::Location;
+
+use crate::{data_keys, load_config, usage, Failure};
 
 #[derive(clap::Args)]
 pub struct RetentionArgs {
@@ -18,10 +20,10 @@ pub struct RetentionArgs {
     config: PathBuf,
     /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: evn_store::Location,
+    data: Location,
     /// The EVN folder of `evn bill` (month folders with manifests), or its object store URL.
     #[arg(long)]
-    evn: evn_store::Location,
+    evn: Location,
     /// The date to measure against (YYYY-MM-DD); default: today in Europe/Berlin.
     #[arg(long)]
     today: Option<NaiveDate>,
@@ -36,7 +38,7 @@ pub struct ExportArgs {
     customer: String,
     /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: evn_store::Location,
+    data: Location,
     /// `jsonl` (one JSON object per line) or `csv` (with a header row).
     #[arg(long, default_value = "jsonl")]
     format: ExportFormat,
@@ -51,10 +53,10 @@ pub struct EraseArgs {
     config: PathBuf,
     /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: evn_store::Location,
+    data: Location,
     /// EVN folder or object store URL (as for bill --out).
     #[arg(long)]
-    evn: evn_store::Location,
+    evn: Location,
     /// The date to measure the objection period against; default: today in Europe/Berlin.
     #[arg(long)]
     today: Option<NaiveDate>,
@@ -70,6 +72,29 @@ fn failure(e: PrivacyError) -> Failure {
     }
 }
 
+/// A local `--data` or `--evn` that is not there is a typo or a missing mount, not an empty
+/// store: read as empty, retention and erasure would report nothing to do and export no calls,
+/// all with exit 0. An object store prefix with nothing under it is simply empty.
+fn existing_folder(flag: &str, location: &Location) -> Result<(), Failure> {
+    let Some(path) = location.local() else {
+        return Ok(());
+    };
+    let problem = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => "not a folder",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such folder",
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("--{flag} {}", path.display()))
+                .into())
+        }
+    };
+    Err(usage(anyhow::anyhow!(
+        "--{flag} {}: {problem}; check --{flag}",
+        path.display()
+    )))
+}
+
 fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failure> {
     let holds = evn_privacy::load_holds(config).map_err(failure)?;
     for h in &holds {
@@ -79,6 +104,8 @@ fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failur
 }
 
 pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
+    existing_folder("data", &args.data)?;
+    existing_folder("evn", &args.evn)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::RetentionOptions {
         data: args.data,
@@ -110,6 +137,7 @@ pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
+    existing_folder("data", &args.data)?;
     let keys = data_keys()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let summary = tokio::task::block_in_place(|| {
@@ -141,6 +169,8 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
 }
 
 pub fn erase(args: EraseArgs) -> Result<(), Failure> {
+    existing_folder("data", &args.data)?;
+    existing_folder("evn", &args.evn)?;
     let config = load_config(&args.config)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::EraseOptions {

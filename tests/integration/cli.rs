@@ -78,3 +78,25 @@ fn ingest_with_bad_config_starts_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("d").exists());
 }
+
+/// Logs piped to a file or a journal carried ANSI colour codes around every field.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "export",
+        "--customer",
+        "K1001",
+        "--data",
+        data.path().to_str().unwrap(),
+    ];
+    let out = evn_env(
+        &args,
+        &[("EVN_LOG", "info")],
+        &["NO_COLOR", "EVN_DATA_KEY_FILE"],
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("EVN_DATA_KEY_FILE is not set"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

@@ -211,6 +211,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,rdkafka=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -224,6 +228,12 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Colour codes in a log file or a journal are noise around every field; a person at a
+/// terminal gets them unless NO_COLOR (no-color.org: set and not empty) says otherwise.
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 async fn dispatch(command: Command) -> Result<(), Failure> {
@@ -539,5 +549,23 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_at_a_terminal_without_no_color() {
+        let check = |terminal, no_color: Option<&str>, expected| {
+            let got = colour(terminal, no_color.map(Into::into));
+            assert_eq!(got, expected, "terminal {terminal}, NO_COLOR {no_color:?}");
+        };
+        check(true, None, true);
+        check(true, Some(""), true);
+        check(true, Some("1"), false);
+        check(false, None, false);
+        check(false, Some("1"), false);
     }
 }

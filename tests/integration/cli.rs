@@ -100,3 +100,35 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(err.contains("EVN_DATA_KEY_FILE is not set"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+/// `--exit-when-idle=-1` (or nan, inf, 1e30) panicked in `Duration::from_secs_f64`: exit 101.
+#[test]
+fn ingest_refuses_an_exit_when_idle_no_duration_holds() {
+    let data = tempfile::tempdir().unwrap();
+    let (c, d) = (
+        config_dir().to_str().unwrap().to_owned(),
+        data.path().to_str().unwrap().to_owned(),
+    );
+    for idle in ["-1", "nan", "inf", "1e30"] {
+        let idle = format!("--exit-when-idle={idle}");
+        let args = [
+            "ingest",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topic",
+            "cdrs",
+            "--group",
+            "g",
+            "--config",
+            &c,
+            "--data",
+            &d,
+            &idle,
+        ];
+        let out = evn(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{idle}: {err}");
+        assert!(err.contains("is not between 0 and"), "{idle}: {err}");
+        assert!(!err.contains("panicked"), "{idle}: {err}");
+    }
+}

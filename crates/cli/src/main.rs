@@ -73,8 +73,10 @@ enum Command {
         #[arg(long)]
         dlq_topic: Option<String>,
         /// Exit 0 once every assigned partition is at its end and idle this many seconds.
-        #[arg(long)]
-        exit_when_idle: Option<f64>,
+        // Negative numbers taken as values: `-1` gets parse_idle_secs's message, not clap's
+        // "unexpected argument".
+        #[arg(long, value_parser = parse_idle_secs, allow_negative_numbers = true)]
+        exit_when_idle: Option<Duration>,
         /// Longest time data waits in memory before it is committed to Parquet.
         #[arg(long, default_value_t = 60)]
         flush_interval_secs: u64,
@@ -141,6 +143,24 @@ fn parse_topic(s: &str) -> Result<(String, i32), String> {
         )),
         None => Ok((s.to_owned(), evn_broker::DEFAULT_PARTITIONS)),
     }
+}
+
+/// Longest `--exit-when-idle`: far beyond any batch job, and far below where the `Duration`
+/// (1e20 s) or the loop's `Instant` plus it (1e19 s) overflows, both a panic.
+const MAX_IDLE_SECS: f64 = 365.0 * 86_400.0;
+
+/// `--exit-when-idle` seconds, fractions allowed. `Duration::from_secs_f64` panics on a
+/// negative, NaN or huge number: refused here instead, as a usage error.
+fn parse_idle_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=MAX_IDLE_SECS).contains(&secs) {
+        return Err(format!(
+            "{s} is not between 0 and {MAX_IDLE_SECS} seconds (a year); leave the flag out to run until stopped"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -368,7 +388,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 spawn_metrics("ingest", addr, Arc::new(registry), Arc::clone(&opts.health)).await?;
             }
             opts.dlq_topic = dlq_topic;
-            opts.exit_when_idle = exit_when_idle.map(Duration::from_secs_f64);
+            opts.exit_when_idle = exit_when_idle;
             opts.flush_interval = Duration::from_secs(flush_interval_secs.max(1));
             opts.kafka_options = kafka_options;
             let (summary, result) = evn_ingest::run(cfg, opts, shutdown_signal()).await;
@@ -567,5 +587,41 @@ mod tests {
         check(true, Some("1"), false);
         check(false, None, false);
         check(false, Some("1"), false);
+    }
+
+    #[test]
+    fn exit_when_idle_takes_seconds_and_refuses_what_a_duration_cannot_hold() {
+        assert_eq!(parse_idle_secs("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_idle_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_idle_secs("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(
+            parse_idle_secs("31536000"),
+            Ok(Duration::from_secs(31_536_000))
+        );
+        for bad in [
+            "-1", "-0.1", "nan", "NaN", "inf", "-inf", "1e30", "31536001", "5s", "",
+        ] {
+            assert!(parse_idle_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clap_refuses_a_bad_exit_when_idle_as_a_usage_error() {
+        let ingest = |idle: &[&str]| {
+            let args = ["evn", "ingest", "--brokers", "b", "--group", "g"];
+            let more = ["--config", "c", "--data", "d"];
+            Cli::try_parse_from([&args[..], &more, idle].concat())
+        };
+        for bad in ["-1", "nan", "inf", "1e30"] {
+            let joined = format!("--exit-when-idle={bad}");
+            for idle in [&["--exit-when-idle", bad][..], &[joined.as_str()]] {
+                let err = ingest(idle).err().expect(bad);
+                assert_eq!(err.exit_code(), 2, "{idle:?}");
+                let text = err.to_string();
+                assert!(text.contains("--exit-when-idle"), "{idle:?}: {text}");
+                assert!(text.contains("is not between 0 and"), "{idle:?}: {text}");
+            }
+        }
+        assert!(ingest(&["--exit-when-idle", "0.5"]).is_ok());
     }
 }

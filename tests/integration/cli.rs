@@ -132,3 +132,34 @@ fn ingest_refuses_an_exit_when_idle_no_duration_holds() {
         assert!(!err.contains("panicked"), "{idle}: {err}");
     }
 }
+
+/// `evn validate | head -1` panicked writing to the closed pipe (exit 101) when head had gone
+/// first. Here stdout is a pipe whose reader is gone before evn starts, so every write fails.
+#[test]
+fn a_closed_stdout_ends_the_output_not_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, d) = (
+        config_dir().to_str().unwrap().to_owned(),
+        dir.path().to_str().unwrap().to_owned(),
+    );
+    let export = ["export", "--customer", "K1001", "--data", &d];
+    for args in [
+        &["validate", "--config", &config][..],
+        &[&export[..], &["--format", "csv"]].concat(),
+        &["retention", "--config", &config, "--data", &d, "--evn", &d],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .env("EVN_LOG", "warn")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+}

@@ -2,9 +2,18 @@
 //! rule lives here (INTERFACES.md §4). Exit codes: 0 success, 1 runtime failure, 2 usage or
 //! configuration error.
 
+/// `println!` for a command's results: a reader that went away ends the command with exit 0
+/// instead of a panic (see `stdout`). Evaluates to `Result<(), Failure>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::stdout::line(format_args!($($arg)*))
+    };
+}
+
 mod demo;
 mod privacy;
 mod serve;
+mod stdout;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -243,6 +252,8 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our results went away (`| head`): the end it asked for, not an error.
+        Err(f) if f.error.is::<stdout::Closed>() => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {:#}", f.error);
             ExitCode::from(f.code)
@@ -262,7 +273,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let broker = evn_broker::EmbeddedBroker::start(listen, &topics)
                 .await
                 .map_err(usage)?;
-            println!(
+            stdout::announce(format_args!(
                 "evn broker listening on {} (topics: {})",
                 broker.address(),
                 topics
@@ -270,7 +281,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     .map(|(t, p)| format!("{t}:{p}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ));
             shutdown_signal().await;
             Ok(())
         }
@@ -283,18 +294,19 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 evn_broker::produce_files(&brokers, &topic, &files)
             })
             .await??;
-            println!(
+            outln!(
                 "sent {} records ({} without a customer_id, sent as-is)",
-                report.sent, report.not_json
-            );
+                report.sent,
+                report.not_json
+            )?;
             Ok(())
         }
         Command::Validate { config } => {
             let cfg = load_config(&config)?;
-            println!("configuration OK: {}", config.display());
-            println!("  provider:     {}", cfg.provider.name);
-            println!("  customers:    {}", cfg.customers.len());
-            println!(
+            outln!("configuration OK: {}", config.display())?;
+            outln!("  provider:     {}", cfg.provider.name)?;
+            outln!("  customers:    {}", cfg.customers.len())?;
+            outln!(
                 "  plans:        {} ({})",
                 cfg.tariffs.plans.len(),
                 cfg.tariffs
@@ -303,8 +315,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
-            println!(
+            )?;
+            outln!(
                 "  zones:        {} ({})",
                 cfg.tariffs.zones.len(),
                 cfg.tariffs
@@ -313,23 +325,23 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     .map(|z| z.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
-            println!(
+            )?;
+            outln!(
                 "  counselling:  {} numbers, list version {}",
                 cfg.counselling.len(),
                 cfg.counselling.version
-            );
-            println!(
+            )?;
+            outln!(
                 "  numbers:      {} lines and ranges in {}",
                 cfg.numbers.len(),
                 evn_config::NUMBERS_FILE
-            );
+            )?;
             if cfg.sources.is_empty() {
-                println!("  sources:      none (every topic carries canonical JSON)");
+                outln!("  sources:      none (every topic carries canonical JSON)")?;
             }
             for s in cfg.sources.iter() {
                 let zone = s.timezone.map_or("-".to_owned(), |t| t.name().to_owned());
-                println!(
+                outln!(
                     "  source:       {} = {} (switch {}, zone {}, +{} trunk {:?} intl {:?}, customer by {}{})",
                     s.topic,
                     s.format,
@@ -347,9 +359,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     } else {
                         String::new()
                     }
-                );
+                )?;
             }
-            println!("  version:      {}", cfg.version);
+            outln!("  version:      {}", cfg.version)?;
             Ok(())
         }
         Command::Ingest {
@@ -489,8 +501,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     error: anyhow::anyhow!("billing run failed: {e}"),
                 }
             })?;
-            print_bill_report(&report);
-            Ok(())
+            print_bill_report(&report)
         }
         Command::Demo { dir } => demo::run(&dir).await,
         Command::Serve(args) => serve::serve(args).await,
@@ -542,13 +553,13 @@ fn write_metrics_file(
     Ok(())
 }
 
-pub(crate) fn print_bill_report(report: &evn_billing::BillReport) {
+pub(crate) fn print_bill_report(report: &evn_billing::BillReport) -> Result<(), Failure> {
     let written = report
         .customers
         .iter()
         .filter(|c| matches!(c.outcome, evn_billing::Outcome::Written { .. }))
         .count();
-    println!(
+    outln!(
         "billed {}: {} EVNs ({} new versions, {} unchanged), {} calls read, {} duplicates dropped, {} customers with EVN off",
         report.month,
         report.customers.len(),
@@ -557,9 +568,9 @@ pub(crate) fn print_bill_report(report: &evn_billing::BillReport) {
         report.rows_read,
         report.duplicates,
         report.evn_off.len()
-    );
-    println!("  output:   {}", report.dir.display());
-    println!("  manifest: {}", report.manifest.display());
+    )?;
+    outln!("  output:   {}", report.dir.display())?;
+    outln!("  manifest: {}", report.manifest.display())
 }
 
 pub(crate) async fn shutdown_signal() {

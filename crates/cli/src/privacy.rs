@@ -11,7 +11,7 @@ use evn_privacy::{EraseOutcome, ExportFormat, PrivacyError};
 
 use evn_store::Location;
 
-use crate::{data_keys, load_config, usage, Failure};
+use crate::{data_keys, load_config, stdout, usage, Failure};
 
 #[derive(clap::Args)]
 pub struct RetentionArgs {
@@ -126,21 +126,20 @@ pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
         })
     })
     .map_err(failure)?;
-    println!("{prefix}retention as of {}: {summary}", opts.today);
     if summary.months_overdue > 0 {
         tracing::warn!(
             months = summary.months_overdue,
             "months never billed for more than a year are kept; bill or delete them"
         );
     }
-    Ok(())
+    outln!("{prefix}retention as of {}: {summary}", opts.today)
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
     existing_folder("data", &args.data)?;
     let keys = data_keys()?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let summary = tokio::task::block_in_place(|| {
+    let mut out = stdout::Watched::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    let result = tokio::task::block_in_place(|| {
         evn_privacy::export(
             &args.data,
             &args.customer,
@@ -148,8 +147,11 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
             args.format,
             &mut out,
         )
-    })
-    .map_err(failure)?;
+    });
+    if out.closed() {
+        return Err(stdout::Closed.into());
+    }
+    let summary = result.map_err(failure)?;
     drop(out);
     eprintln!(
         "exported {} calls of {} in {} months{}",
@@ -184,7 +186,8 @@ pub fn erase(args: EraseArgs) -> Result<(), Failure> {
     let prefix = if opts.dry_run { "[dry run] " } else { "" };
     let outcome = tokio::task::block_in_place(|| {
         evn_privacy::erase(&config.customers, &holds, &opts, &mut |action| {
-            println!("{prefix}{action}");
+            // As for retention: a reader that went away does not stop the erasure half-way.
+            let _ = outln!("{prefix}{action}");
         })
     })
     .map_err(failure)?;
@@ -203,11 +206,10 @@ pub fn erase(args: EraseArgs) -> Result<(), Failure> {
             })
         }
         EraseOutcome::Erased { rows, evn_files } => {
-            println!(
+            outln!(
                 "{prefix}erased {}: {rows} stored calls, {evn_files} EVN files",
                 opts.customer_id
-            );
-            Ok(())
+            )
         }
     }
 }

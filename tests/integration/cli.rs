@@ -78,3 +78,88 @@ fn ingest_with_bad_config_starts_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("d").exists());
 }
+
+/// Logs piped to a file or a journal carried ANSI colour codes around every field.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "export",
+        "--customer",
+        "K1001",
+        "--data",
+        data.path().to_str().unwrap(),
+    ];
+    let out = evn_env(
+        &args,
+        &[("EVN_LOG", "info")],
+        &["NO_COLOR", "EVN_DATA_KEY_FILE"],
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("EVN_DATA_KEY_FILE is not set"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+/// `--exit-when-idle=-1` (or nan, inf, 1e30) panicked in `Duration::from_secs_f64`: exit 101.
+#[test]
+fn ingest_refuses_an_exit_when_idle_no_duration_holds() {
+    let data = tempfile::tempdir().unwrap();
+    let (c, d) = (
+        config_dir().to_str().unwrap().to_owned(),
+        data.path().to_str().unwrap().to_owned(),
+    );
+    for idle in ["-1", "nan", "inf", "1e30"] {
+        let idle = format!("--exit-when-idle={idle}");
+        let args = [
+            "ingest",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topic",
+            "cdrs",
+            "--group",
+            "g",
+            "--config",
+            &c,
+            "--data",
+            &d,
+            &idle,
+        ];
+        let out = evn(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{idle}: {err}");
+        assert!(err.contains("is not between 0 and"), "{idle}: {err}");
+        assert!(!err.contains("panicked"), "{idle}: {err}");
+    }
+}
+
+/// `evn validate | head -1` panicked writing to the closed pipe (exit 101) when head had gone
+/// first. Here stdout is a pipe whose reader is gone before evn starts, so every write fails.
+#[test]
+fn a_closed_stdout_ends_the_output_not_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, d) = (
+        config_dir().to_str().unwrap().to_owned(),
+        dir.path().to_str().unwrap().to_owned(),
+    );
+    let export = ["export", "--customer", "K1001", "--data", &d];
+    for args in [
+        &["validate", "--config", &config][..],
+        &[&export[..], &["--format", "csv"]].concat(),
+        &["retention", "--config", &config, "--data", &d, "--evn", &d],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .env("EVN_LOG", "warn")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+}

@@ -843,3 +843,120 @@ fn retention_killed_at_any_moment_never_shows_a_half_deleted_month() {
         );
     }
 }
+
+/// A mistyped or unmounted local `--data` or `--evn` used to be read as an empty store:
+/// "0 months", "0 calls", "erased", exit 0.
+#[test]
+fn a_missing_local_folder_is_a_usage_error_naming_the_flag() {
+    let f = fixture(None);
+    let missing = f.data.with_file_name("no-such-folder");
+    let (c, d, e, m) = (
+        f.config.to_str().unwrap(),
+        f.data.to_str().unwrap(),
+        f.evn.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    );
+    let today = ["--today", "2027-01-01"];
+    let retention = |data, evn| {
+        [
+            &["retention", "--config", c, "--data", data, "--evn", evn][..],
+            &today,
+        ]
+        .concat()
+    };
+    let erase = |data, evn| {
+        let args = [
+            "erase",
+            "--customer",
+            "K9",
+            "--config",
+            c,
+            "--data",
+            data,
+            "--evn",
+            evn,
+        ];
+        [&args[..], &today].concat()
+    };
+    let before = f.tree();
+    for (flag, args) in [
+        ("--data", retention(m, e)),
+        ("--evn", retention(d, m)),
+        ("--data", vec!["export", "--customer", "K1001", "--data", m]),
+        ("--data", erase(m, e)),
+        ("--evn", erase(d, m)),
+    ] {
+        let out = evn(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} {m}: no such folder")),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!missing.exists());
+    assert_eq!(f.tree(), before);
+
+    // An existing empty folder is an empty store, and an object store prefix is never checked.
+    let empty = f.data.with_file_name("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_eq!(export(empty.to_str().unwrap(), "K1001", &[]), "");
+    assert_eq!(export(&format!("file://{m}"), "K1001", &[]), "");
+}
+
+/// `s3:/bucket` (one slash) was a local path: the data went to a folder named `s3:`.
+#[test]
+fn a_url_missing_a_slash_is_refused_not_written_to_a_local_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config_dir();
+    let c = config.to_str().unwrap();
+    for (scheme, args) in [
+        (
+            "s3",
+            vec!["export", "--customer", "K1001", "--data", "s3:/bucket/data"],
+        ),
+        (
+            "gs",
+            vec![
+                "bill",
+                "--config",
+                c,
+                "--data",
+                "gs:/bucket/data",
+                "--month",
+                "2026-01",
+                "--out",
+                "evn",
+            ],
+        ),
+        (
+            "file",
+            vec![
+                "bill",
+                "--config",
+                c,
+                "--data",
+                "data",
+                "--month",
+                "2026-01",
+                "--out",
+                "file:/srv/evn",
+            ],
+        ),
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(&args)
+            .current_dir(tmp.path())
+            .env("EVN_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("write {scheme}://")),
+            "{args:?}: {err}"
+        );
+        assert!(!tmp.path().join(format!("{scheme}:")).exists(), "{args:?}");
+    }
+}

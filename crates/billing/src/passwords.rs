@@ -70,14 +70,18 @@ impl PdfPasswords {
                 "expected the header customer_id,password".into(),
             ));
         }
+        let mut lines = evn_config::CsvLines::new(&bytes, None);
+        let mut line_of = |p: Option<&csv::Position>| p.map_or(0, |p| lines.line(p) as u64);
         let mut map = HashMap::new();
         for record in reader.records() {
             let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
                 // The csv error text may quote the record, and with it a password.
-                invalid(line, "not a CSV record of two fields".into())
+                invalid(
+                    line_of(e.position()),
+                    "not a CSV record of two fields".into(),
+                )
             })?;
-            let line = record.position().map_or(0, |p| p.line());
+            let line = line_of(record.position());
             let (id, password) = (&record[0], &record[1]);
             if id.is_empty() || password.is_empty() {
                 return Err(invalid(
@@ -122,6 +126,12 @@ mod tests {
             ),
             ("id,pw\n", 1),
             ("customer_id,password\nK1001,langgenug1,extra\n", 2),
+            // Windows line ends, and blank lines csv skips: still the line in the file.
+            (
+                "customer_id,password\r\nK1001,langgenug1\r\nK1002,kurz\r\n",
+                3,
+            ),
+            ("customer_id,password\r\n\r\nK1001,langgenug1,extra\r\n", 3),
         ] {
             std::fs::write(&path, text).unwrap();
             let e = PasswordsError::to_string(&PdfPasswords::load(&path).unwrap_err());

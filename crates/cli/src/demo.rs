@@ -44,26 +44,27 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
     )
     .await?;
     let brokers = broker.address().to_string();
-    println!("1. embedded broker on {brokers}, topic {TOPIC} with {PARTITIONS} partitions");
+    outln!("1. embedded broker on {brokers}, topic {TOPIC} with {PARTITIONS} partitions")?;
 
     let files = vec![fixtures.join("cdrs/demo.jsonl")];
     let b = brokers.clone();
     let report =
         tokio::task::spawn_blocking(move || evn_broker::produce_files(&b, TOPIC, &files)).await??;
-    println!(
+    outln!(
         "2. produced {} CDRs from fixtures/cdrs/demo.jsonl ({} without a customer_id, sent as-is)",
-        report.sent, report.not_json
-    );
+        report.sent,
+        report.not_json
+    )?;
 
     let files = vec![fixtures.join(ASTERISK_FILE)];
     let b = brokers.clone();
     let report =
         tokio::task::spawn_blocking(move || evn_broker::produce_files(&b, ASTERISK_TOPIC, &files))
             .await??;
-    println!(
+    outln!(
         "   and {} rows of an Asterisk Master.csv from fixtures/{ASTERISK_FILE} to topic {ASTERISK_TOPIC} (format asterisk-csv in sources.toml)",
         report.sent
-    );
+    )?;
 
     let mut opts = evn_ingest::IngestOptions::new(
         &brokers,
@@ -74,36 +75,36 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
     opts.exit_when_idle = Some(Duration::from_secs(2));
     let (summary, result) = evn_ingest::run(cfg.clone(), opts, std::future::pending()).await;
     result?;
-    println!(
+    outln!(
         "3. ingested into {}: {}",
         data.join("cdrs").display(),
         summary.to_json()
-    );
+    )?;
 
     let month = MONTH.parse().expect("valid month");
     let opts = evn_billing::BillOptions::new(evn_rating::berlin_date(chrono::Utc::now()));
     let report = tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts))?;
-    println!("4. billing run:");
-    print_bill_report(&report);
+    outln!("4. billing run:")?;
+    print_bill_report(&report)?;
     for c in &report.customers {
-        println!(
+        outln!(
             "   {}  {} connections  total {} EUR  → {}",
             c.customer_id,
             c.connections,
             c.total.round_dp(2),
             report.dir.join(format!("{}.pdf", c.customer_id)).display()
-        );
+        )?;
     }
     drop(broker);
     if let Some(first) = report.customers.first() {
-        print_portal_commands(&out, &first.customer_id);
+        print_portal_commands(&out, &first.customer_id)?;
     }
     Ok(())
 }
 
 /// Step 5 is the reader's: the exact commands that serve the EVNs just rendered and fetch one.
 /// Not started here, so the demo still ends on its own.
-fn print_portal_commands(out: &Path, customer: &str) {
+fn print_portal_commands(out: &Path, customer: &str) -> Result<(), Failure> {
     let evn = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "evn".to_owned());
@@ -118,19 +119,19 @@ fn print_portal_commands(out: &Path, customer: &str) {
         Some(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
     })()
     .unwrap_or_else(|| "$(openssl rand -hex 32)".to_owned());
-    println!("5. download an EVN through the portal (two terminals, the same secret in both):");
-    println!("   export EVN_PORTAL_SECRET={secret}");
-    println!(
+    outln!("5. download an EVN through the portal (two terminals, the same secret in both):")?;
+    outln!("   export EVN_PORTAL_SECRET={secret}")?;
+    outln!(
         "   {evn} serve --evn {} --listen 127.0.0.1:8080",
         out.display()
-    );
-    println!(
+    )?;
+    outln!(
         "   curl -fOJ -H \"Authorization: Bearer $({evn} token --customer {customer})\" \\\n     http://127.0.0.1:8080/customers/{customer}/evn/{MONTH}.pdf"
-    );
+    )?;
     // localhost: browsers keep the page's `Secure` session cookie over plain HTTP only on
     // loopback, and that name is the one every browser treats as such.
-    println!("6. or open the download page in a browser (the link works for 15 minutes):");
-    println!(
+    outln!("6. or open the download page in a browser (the link works for 15 minutes):")?;
+    outln!(
         "   echo \"http://localhost:8080/portal?token=$({evn} token --customer {customer} --ttl 15m)\""
-    );
+    )
 }

@@ -2,9 +2,18 @@
 //! rule lives here (INTERFACES.md §4). Exit codes: 0 success, 1 runtime failure, 2 usage or
 //! configuration error.
 
+/// `println!` for a command's results: a reader that went away ends the command with exit 0
+/// instead of a panic (see `stdout`). Evaluates to `Result<(), Failure>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::stdout::line(format_args!($($arg)*))
+    };
+}
+
 mod demo;
 mod privacy;
 mod serve;
+mod stdout;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -73,8 +82,10 @@ enum Command {
         #[arg(long)]
         dlq_topic: Option<String>,
         /// Exit 0 once every assigned partition is at its end and idle this many seconds.
-        #[arg(long)]
-        exit_when_idle: Option<f64>,
+        // Negative numbers taken as values: `-1` gets parse_idle_secs's message, not clap's
+        // "unexpected argument".
+        #[arg(long, value_parser = parse_idle_secs, allow_negative_numbers = true)]
+        exit_when_idle: Option<Duration>,
         /// Longest time data waits in memory before it is committed to Parquet.
         #[arg(long, default_value_t = 60)]
         flush_interval_secs: u64,
@@ -141,6 +152,24 @@ fn parse_topic(s: &str) -> Result<(String, i32), String> {
         )),
         None => Ok((s.to_owned(), evn_broker::DEFAULT_PARTITIONS)),
     }
+}
+
+/// Longest `--exit-when-idle`: far beyond any batch job, and far below where the `Duration`
+/// (1e20 s) or the loop's `Instant` plus it (1e19 s) overflows, both a panic.
+const MAX_IDLE_SECS: f64 = 365.0 * 86_400.0;
+
+/// `--exit-when-idle` seconds, fractions allowed. `Duration::from_secs_f64` panics on a
+/// negative, NaN or huge number: refused here instead, as a usage error.
+fn parse_idle_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=MAX_IDLE_SECS).contains(&secs) {
+        return Err(format!(
+            "{s} is not between 0 and {MAX_IDLE_SECS} seconds (a year); leave the flag out to run until stopped"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -211,6 +240,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,rdkafka=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -219,11 +252,19 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our results went away (`| head`): the end it asked for, not an error.
+        Err(f) if f.error.is::<stdout::Closed>() => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {:#}", f.error);
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Colour codes in a log file or a journal are noise around every field; a person at a
+/// terminal gets them unless NO_COLOR (no-color.org: set and not empty) says otherwise.
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 async fn dispatch(command: Command) -> Result<(), Failure> {
@@ -232,7 +273,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let broker = evn_broker::EmbeddedBroker::start(listen, &topics)
                 .await
                 .map_err(usage)?;
-            println!(
+            stdout::announce(format_args!(
                 "evn broker listening on {} (topics: {})",
                 broker.address(),
                 topics
@@ -240,7 +281,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     .map(|(t, p)| format!("{t}:{p}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ));
             shutdown_signal().await;
             Ok(())
         }
@@ -253,18 +294,19 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 evn_broker::produce_files(&brokers, &topic, &files)
             })
             .await??;
-            println!(
+            outln!(
                 "sent {} records ({} without a customer_id, sent as-is)",
-                report.sent, report.not_json
-            );
+                report.sent,
+                report.not_json
+            )?;
             Ok(())
         }
         Command::Validate { config } => {
             let cfg = load_config(&config)?;
-            println!("configuration OK: {}", config.display());
-            println!("  provider:     {}", cfg.provider.name);
-            println!("  customers:    {}", cfg.customers.len());
-            println!(
+            outln!("configuration OK: {}", config.display())?;
+            outln!("  provider:     {}", cfg.provider.name)?;
+            outln!("  customers:    {}", cfg.customers.len())?;
+            outln!(
                 "  plans:        {} ({})",
                 cfg.tariffs.plans.len(),
                 cfg.tariffs
@@ -273,8 +315,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
-            println!(
+            )?;
+            outln!(
                 "  zones:        {} ({})",
                 cfg.tariffs.zones.len(),
                 cfg.tariffs
@@ -283,23 +325,23 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     .map(|z| z.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
-            println!(
+            )?;
+            outln!(
                 "  counselling:  {} numbers, list version {}",
                 cfg.counselling.len(),
                 cfg.counselling.version
-            );
-            println!(
+            )?;
+            outln!(
                 "  numbers:      {} lines and ranges in {}",
                 cfg.numbers.len(),
                 evn_config::NUMBERS_FILE
-            );
+            )?;
             if cfg.sources.is_empty() {
-                println!("  sources:      none (every topic carries canonical JSON)");
+                outln!("  sources:      none (every topic carries canonical JSON)")?;
             }
             for s in cfg.sources.iter() {
                 let zone = s.timezone.map_or("-".to_owned(), |t| t.name().to_owned());
-                println!(
+                outln!(
                     "  source:       {} = {} (switch {}, zone {}, +{} trunk {:?} intl {:?}, customer by {}{})",
                     s.topic,
                     s.format,
@@ -317,9 +359,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     } else {
                         String::new()
                     }
-                );
+                )?;
             }
-            println!("  version:      {}", cfg.version);
+            outln!("  version:      {}", cfg.version)?;
             Ok(())
         }
         Command::Ingest {
@@ -358,7 +400,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 spawn_metrics("ingest", addr, Arc::new(registry), Arc::clone(&opts.health)).await?;
             }
             opts.dlq_topic = dlq_topic;
-            opts.exit_when_idle = exit_when_idle.map(Duration::from_secs_f64);
+            opts.exit_when_idle = exit_when_idle;
             opts.flush_interval = Duration::from_secs(flush_interval_secs.max(1));
             opts.kafka_options = kafka_options;
             let (summary, result) = evn_ingest::run(cfg, opts, shutdown_signal()).await;
@@ -459,8 +501,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     error: anyhow::anyhow!("billing run failed: {e}"),
                 }
             })?;
-            print_bill_report(&report);
-            Ok(())
+            print_bill_report(&report)
         }
         Command::Demo { dir } => demo::run(&dir).await,
         Command::Serve(args) => serve::serve(args).await,
@@ -512,13 +553,13 @@ fn write_metrics_file(
     Ok(())
 }
 
-pub(crate) fn print_bill_report(report: &evn_billing::BillReport) {
+pub(crate) fn print_bill_report(report: &evn_billing::BillReport) -> Result<(), Failure> {
     let written = report
         .customers
         .iter()
         .filter(|c| matches!(c.outcome, evn_billing::Outcome::Written { .. }))
         .count();
-    println!(
+    outln!(
         "billed {}: {} EVNs ({} new versions, {} unchanged), {} calls read, {} duplicates dropped, {} customers with EVN off",
         report.month,
         report.customers.len(),
@@ -527,9 +568,9 @@ pub(crate) fn print_bill_report(report: &evn_billing::BillReport) {
         report.rows_read,
         report.duplicates,
         report.evn_off.len()
-    );
-    println!("  output:   {}", report.dir.display());
-    println!("  manifest: {}", report.manifest.display());
+    )?;
+    outln!("  output:   {}", report.dir.display())?;
+    outln!("  manifest: {}", report.manifest.display())
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -539,5 +580,59 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_at_a_terminal_without_no_color() {
+        let check = |terminal, no_color: Option<&str>, expected| {
+            let got = colour(terminal, no_color.map(Into::into));
+            assert_eq!(got, expected, "terminal {terminal}, NO_COLOR {no_color:?}");
+        };
+        check(true, None, true);
+        check(true, Some(""), true);
+        check(true, Some("1"), false);
+        check(false, None, false);
+        check(false, Some("1"), false);
+    }
+
+    #[test]
+    fn exit_when_idle_takes_seconds_and_refuses_what_a_duration_cannot_hold() {
+        assert_eq!(parse_idle_secs("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_idle_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_idle_secs("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(
+            parse_idle_secs("31536000"),
+            Ok(Duration::from_secs(31_536_000))
+        );
+        for bad in [
+            "-1", "-0.1", "nan", "NaN", "inf", "-inf", "1e30", "31536001", "5s", "",
+        ] {
+            assert!(parse_idle_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clap_refuses_a_bad_exit_when_idle_as_a_usage_error() {
+        let ingest = |idle: &[&str]| {
+            let args = ["evn", "ingest", "--brokers", "b", "--group", "g"];
+            let more = ["--config", "c", "--data", "d"];
+            Cli::try_parse_from([&args[..], &more, idle].concat())
+        };
+        for bad in ["-1", "nan", "inf", "1e30"] {
+            let joined = format!("--exit-when-idle={bad}");
+            for idle in [&["--exit-when-idle", bad][..], &[joined.as_str()]] {
+                let err = ingest(idle).err().expect(bad);
+                assert_eq!(err.exit_code(), 2, "{idle:?}");
+                let text = err.to_string();
+                assert!(text.contains("--exit-when-idle"), "{idle:?}: {text}");
+                assert!(text.contains("is not between 0 and"), "{idle:?}: {text}");
+            }
+        }
+        assert!(ingest(&["--exit-when-idle", "0.5"]).is_ok());
     }
 }

@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 
 use evn_privacy::{EraseOutcome, ExportFormat, PrivacyError};
 
-use crate::{data_keys, load_config, Failure};
+use evn_store::Location;
+
+use crate::{data_keys, load_config, stdout, usage, Failure};
 
 #[derive(clap::Args)]
 pub struct RetentionArgs {
@@ -18,10 +20,10 @@ pub struct RetentionArgs {
     config: PathBuf,
     /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: evn_store::Location,
+    data: Location,
     /// The EVN folder of `evn bill` (month folders with manifests), or its object store URL.
     #[arg(long)]
-    evn: evn_store::Location,
+    evn: Location,
     /// The date to measure against (YYYY-MM-DD); default: today in Europe/Berlin.
     #[arg(long)]
     today: Option<NaiveDate>,
@@ -36,7 +38,7 @@ pub struct ExportArgs {
     customer: String,
     /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: evn_store::Location,
+    data: Location,
     /// `jsonl` (one JSON object per line) or `csv` (with a header row).
     #[arg(long, default_value = "jsonl")]
     format: ExportFormat,
@@ -56,10 +58,10 @@ pub struct EraseArgs {
     config: PathBuf,
     /// Data folder or object store URL (as for ingest).
     #[arg(long)]
-    data: evn_store::Location,
+    data: Location,
     /// EVN folder or object store URL (as for bill --out).
     #[arg(long)]
-    evn: evn_store::Location,
+    evn: Location,
     /// The date to measure the objection period against; default: today in Europe/Berlin.
     #[arg(long)]
     today: Option<NaiveDate>,
@@ -75,6 +77,29 @@ fn failure(e: PrivacyError) -> Failure {
     }
 }
 
+/// A local `--data` or `--evn` that is not there is a typo or a missing mount, not an empty
+/// store: read as empty, retention and erasure would report nothing to do and export no calls,
+/// all with exit 0. An object store prefix with nothing under it is simply empty.
+fn existing_folder(flag: &str, location: &Location) -> Result<(), Failure> {
+    let Some(path) = location.local() else {
+        return Ok(());
+    };
+    let problem = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => "not a folder",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such folder",
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("--{flag} {}", path.display()))
+                .into())
+        }
+    };
+    Err(usage(anyhow::anyhow!(
+        "--{flag} {}: {problem}; check --{flag}",
+        path.display()
+    )))
+}
+
 fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failure> {
     let holds = evn_privacy::load_holds(config).map_err(failure)?;
     for h in &holds {
@@ -84,6 +109,8 @@ fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failur
 }
 
 pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
+    existing_folder("data", &args.data)?;
+    existing_folder("evn", &args.evn)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::RetentionOptions {
         data: args.data,
@@ -104,17 +131,17 @@ pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
         })
     })
     .map_err(failure)?;
-    println!("{prefix}retention as of {}: {summary}", opts.today);
     if summary.months_overdue > 0 {
         tracing::warn!(
             months = summary.months_overdue,
             "months never billed for more than a year are kept; bill or delete them"
         );
     }
-    Ok(())
+    outln!("{prefix}retention as of {}: {summary}", opts.today)
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
+    existing_folder("data", &args.data)?;
     let keys = data_keys()?;
     let config = args.config.as_deref().map(load_config).transpose()?;
     if config.is_none() {
@@ -123,8 +150,8 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
              pass --config to apply today's list"
         );
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let summary = tokio::task::block_in_place(|| {
+    let mut out = stdout::Watched::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    let result = tokio::task::block_in_place(|| {
         evn_privacy::export(
             &args.data,
             &args.customer,
@@ -133,8 +160,11 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
             args.format,
             &mut out,
         )
-    })
-    .map_err(failure)?;
+    });
+    if out.closed() {
+        return Err(stdout::Closed.into());
+    }
+    let summary = result.map_err(failure)?;
     drop(out);
     eprintln!(
         "exported {} calls of {} in {} months{}",
@@ -160,6 +190,8 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
 }
 
 pub fn erase(args: EraseArgs) -> Result<(), Failure> {
+    existing_folder("data", &args.data)?;
+    existing_folder("evn", &args.evn)?;
     let config = load_config(&args.config)?;
     let holds = holds(&args.config)?;
     let opts = evn_privacy::EraseOptions {
@@ -173,7 +205,8 @@ pub fn erase(args: EraseArgs) -> Result<(), Failure> {
     let prefix = if opts.dry_run { "[dry run] " } else { "" };
     let outcome = tokio::task::block_in_place(|| {
         evn_privacy::erase(&config.customers, &holds, &opts, &mut |action| {
-            println!("{prefix}{action}");
+            // As for retention: a reader that went away does not stop the erasure half-way.
+            let _ = outln!("{prefix}{action}");
         })
     })
     .map_err(failure)?;
@@ -192,11 +225,10 @@ pub fn erase(args: EraseArgs) -> Result<(), Failure> {
             })
         }
         EraseOutcome::Erased { rows, evn_files } => {
-            println!(
+            outln!(
                 "{prefix}erased {}: {rows} stored calls, {evn_files} EVN files",
                 opts.customer_id
-            );
-            Ok(())
+            )
         }
     }
 }

@@ -130,7 +130,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
         );
     }
     // Tests and supervisors read the address from this line (stdout is line-buffered).
-    println!("evn serve listening on {}", server.url());
+    crate::stdout::announce(format_args!("evn serve listening on {}", server.url()));
     server.run(shutdown_signal()).await;
     Ok(())
 }
@@ -147,7 +147,7 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
             "{SECRET_ENV} is not set: tokens are signed with it (at least 32 bytes, e.g. `openssl rand -hex 32`)"
         ))
     })?;
-    println!(
+    outln!(
         "{}",
         evn_portal::mint_hs256(
             &secret,
@@ -156,6 +156,6 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
             SystemTime::now(),
             args.audience.as_deref()
         )
-    );
+    )?;
     Ok(())
 }

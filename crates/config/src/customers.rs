@@ -159,9 +159,6 @@ impl CustomerDirectory {
     }
 
     pub(crate) fn parse(path: &Path, text: &str, tariffs: &Tariffs) -> Result<Self, ConfigError> {
-        let reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
         // Sized up front: growing by doubling copied the rows (~200 bytes each) again and
         // again, 16 % of loading 20,000 customers in perf (issue #7: every `evn` command that
         // reads the configuration waits for it).
@@ -171,7 +168,8 @@ impl CustomerDirectory {
         seen.reserve(lines);
         crate::csv_rows(
             path,
-            reader,
+            text,
+            None,
             &[
                 "customer_id",
                 "name",
@@ -390,5 +388,24 @@ mod tests {
         assert!(e.message.contains("not a date"), "{e}");
         let e = parse("../K1,A,B,1,C,office_flat,true,false,2026-01-01\n").unwrap_err();
         assert!(e.message.contains("customer_id"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_line_of_a_crlf_file() {
+        let text = format!(
+            "{}K1,A,B,1,C,office_flat,true,false,2026-01-01\r\nK2,A,B,1,C,gold,true,false,2026-01-01\r\n",
+            HEADER.replace('\n', "\r\n")
+        );
+        let e =
+            CustomerDirectory::parse(Path::new("customers.csv"), &text, &tariffs()).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        // A short row is malformed CSV: its line comes from the csv error's position.
+        let text = format!(
+            "{}K1,A,B,1,C,office_flat,true,false,2026-01-01\r\n\r\nK2,A,B\r\n",
+            HEADER.replace('\n', "\r\n")
+        );
+        let e =
+            CustomerDirectory::parse(Path::new("customers.csv"), &text, &tariffs()).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
     }
 }

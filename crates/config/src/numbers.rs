@@ -67,15 +67,12 @@ impl NumberDirectory {
         text: &str,
         customers: &CustomerDirectory,
     ) -> Result<Self, ConfigError> {
-        let reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .comment(Some(b'#'))
-            .from_reader(text.as_bytes());
         let mut entries = Vec::new();
         let mut seen: HashMap<(String, NaiveDate), usize> = HashMap::new();
         crate::csv_rows(
             path,
-            reader,
+            text,
+            Some(b'#'),
             &["customer_id", "number_or_prefix", "valid_from"],
             |line, raw: RawRow| {
                 let err = |msg: String| ConfigError::new(path, Some(line), msg);
@@ -198,5 +195,28 @@ mod tests {
         assert!(e.message.contains("not a date"), "{e}");
         let e = parse("K1,+4930901820,2026-01-01\nK2,+49 30 901820,2026-01-01\n").unwrap_err();
         assert!(e.message.contains("two rows"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_line_after_comment_lines() {
+        let text = "# the lines of our customers\n# exported 2026-11-01\n\
+                    customer_id,number_or_prefix,valid_from\n\
+                    # Berlin\n\
+                    K9,+4930901820,2026-01-01\n";
+        let e = NumberDirectory::parse(Path::new("numbers.csv"), text, &customers()).unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        let text = "# no header below\n# at all\nK1,+4930901820\n";
+        let e = NumberDirectory::parse(Path::new("numbers.csv"), text, &customers()).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_line_of_a_crlf_file() {
+        let text = "customer_id,number_or_prefix,valid_from\r\n\
+                    # Berlin\r\n\
+                    K1,+4930901820,2026-01-01\r\n\
+                    K9,+4989,2026-01-01\r\n";
+        let e = NumberDirectory::parse(Path::new("numbers.csv"), text, &customers()).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
     }
 }

@@ -87,13 +87,14 @@ pub fn parse_holds(path: &Path, text: &str) -> Result<Vec<LegalHold>, PrivacyErr
         col("reason")?,
         col("since")?,
     );
+    let mut lines = evn_config::CsvLines::new(text.as_bytes(), None);
     let mut holds = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
+            let line = e.position().map_or(0, |p| lines.line(p));
             err(line, format!("malformed row: {e}"))
         })?;
-        let line = record.position().map_or(0, |p| line_at(text, p));
+        let line = record.position().map_or(0, |p| lines.line(p));
         let field = |i: usize| record.get(i).unwrap_or("");
         let customer_id = field(c_id);
         if !valid_customer_id(customer_id) {
@@ -127,18 +128,6 @@ pub fn parse_holds(path: &Path, text: &str) -> Result<Vec<LegalHold>, PrivacyErr
         });
     }
     Ok(holds)
-}
-
-/// The 1-based line a record starts on. csv's own position points at where reading began,
-/// before the blank lines it skipped, so the line is counted from the first byte that is not
-/// a line break.
-fn line_at(text: &str, position: &csv::Position) -> usize {
-    let bytes = text.as_bytes();
-    let mut at = (position.byte() as usize).min(bytes.len());
-    while at < bytes.len() && matches!(bytes[at], b'\n' | b'\r') {
-        at += 1;
-    }
-    bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 #[cfg(test)]
@@ -181,5 +170,21 @@ mod tests {
         assert!(e.contains(":2: since"), "{e}");
         let e = parse("customer,month,reason,since\n").unwrap_err();
         assert!(e.starts_with("legal-holds.csv:1:"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_line_of_a_crlf_file() {
+        let head = "customer_id,month,reason,since\r\n";
+        let e = parse(&format!(
+            "{head}K1,2026-01,x,2026-01-01\r\nK1,2026-13,x,2026-01-01\r\n"
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("legal-holds.csv:3: month"), "{e}");
+        // A row with a field too few is malformed CSV: its line comes from the csv error.
+        let e = parse(&format!(
+            "{head}K1,2026-01,x,2026-01-01\r\n\r\nK1,2026-01\r\n"
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("legal-holds.csv:4: malformed"), "{e}");
     }
 }

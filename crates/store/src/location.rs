@@ -59,12 +59,22 @@ pub struct Listed {
 }
 
 impl Location {
-    /// A URL (`scheme://…`) names an object store; anything else is a local path, as before.
+    /// A URL (`scheme://…`) names an object store; anything else is a local path, as before,
+    /// unless it starts like a URL missing a slash (`s3:/bucket`): taken as a local path that
+    /// would quietly write to a folder named `s3:` instead of the bucket.
     pub fn parse(s: &str) -> Result<Location, StoreError> {
-        if !s.contains("://") {
-            return Ok(Location::Local(PathBuf::from(s)));
+        if s.contains("://") {
+            return ObjectData::open(s).map(Location::Object);
         }
-        ObjectData::open(s).map(Location::Object)
+        if let Some(scheme) = scheme_like(s) {
+            return Err(StoreError::Location {
+                url: s.to_owned(),
+                detail: format!(
+                    "looks like a URL with a slash missing: write {scheme}://… for an object store, or ./{s} for a local folder named `{scheme}:`"
+                ),
+            });
+        }
+        Ok(Location::Local(PathBuf::from(s)))
     }
 
     pub fn local(&self) -> Option<&Path> {
@@ -182,6 +192,17 @@ impl fmt::Display for Location {
             Location::Object(o) => f.write_str(&o.url),
         }
     }
+}
+
+/// The scheme of a path whose first component is a URL scheme and its colon (`s3:`,
+/// `file:`): what `s3:/bucket` or `file:/abs` starts with.
+fn scheme_like(path: &str) -> Option<&str> {
+    let first = path.split('/').next()?;
+    let scheme = first.strip_suffix(':')?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
 }
 
 pub(crate) fn month_key(month: BillingMonth) -> String {
@@ -469,4 +490,52 @@ fn key_path(base: &ObjPath, key: &str) -> ObjPath {
                 .map(|p| PathPart::from(p.to_owned())),
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Result<&str, &str>) {
+        let got = match Location::parse(input) {
+            Ok(Location::Local(p)) => Ok(format!("local {}", p.display())),
+            Ok(Location::Object(o)) => Ok(format!("object {}", o.url())),
+            Err(e) => Err(e.to_string()),
+        };
+        match (got, expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{input}"),
+            (Err(got), Err(want)) => assert!(got.contains(want), "{input}: {got}"),
+            (got, want) => panic!("{input}: got {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn a_url_missing_a_slash_is_not_a_local_folder() {
+        check(
+            "s3:/bad",
+            Err("s3:/bad: looks like a URL with a slash missing: write s3://"),
+        );
+        check("gs:/bucket/prefix", Err("write gs://"));
+        check("az:/container", Err("write az://"));
+        check("file:/srv/evn", Err("write file://"));
+        check("http:/host", Err("write http://"));
+        check("s3:", Err("./s3:"));
+        check("S3+x.y-z:/b", Err("write S3+x.y-z://"));
+    }
+
+    #[test]
+    fn local_paths_and_urls_parse_as_before() {
+        check("data", Ok("local data"));
+        check("/srv/evn/data", Ok("local /srv/evn/data"));
+        check("./s3:/bad", Ok("local ./s3:/bad"));
+        check("data/s3:/x", Ok("local data/s3:/x"));
+        check("backup:2026/data", Ok("local backup:2026/data"));
+        check("1a:/x", Ok("local 1a:/x"));
+        check(":/x", Ok("local :/x"));
+        check(
+            "memory://parse-test/prefix",
+            Ok("object memory://parse-test/prefix"),
+        );
+        check("ftp://host/x", Err("storage scheme `ftp` is not supported"));
+    }
 }

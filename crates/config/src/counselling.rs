@@ -16,6 +16,8 @@ pub struct CounsellingList {
     masked: FxHashSet<String>,
     /// `<declared>+sha256:<digest>`: what an EVN records as the list version it used.
     pub version: String,
+    /// Numbers the list names (`numbers` also holds each short code's E.164 form).
+    listed: usize,
 }
 
 /// Normalises a number in any common notation to E.164 (`+49…`) or a short code.
@@ -84,8 +86,9 @@ impl CounsellingList {
                 && normalise_number(number).is_some_and(|n| self.numbers.contains(&n)))
     }
 
+    /// How many numbers the list names.
     pub fn len(&self) -> usize {
-        self.numbers.len()
+        self.listed
     }
 
     pub fn is_empty(&self) -> bool {
@@ -96,6 +99,7 @@ impl CounsellingList {
     pub fn from_numbers<'a>(numbers: impl IntoIterator<Item = &'a str>, version: &str) -> Self {
         let mut numbers: FxHashSet<String> =
             numbers.into_iter().filter_map(normalise_number).collect();
+        let listed = numbers.len();
         // A short code (`116 123`) also arrives in E.164 (`+49116123`) from switches that write
         // every number that way. German area codes never start with 1, so `+491…` this short
         // is a short code and nothing else.
@@ -110,6 +114,7 @@ impl CounsellingList {
             numbers,
             masked,
             version: version.to_owned(),
+            listed,
         }
     }
 
@@ -188,6 +193,7 @@ mod tests {
     fn matches_every_notation() {
         let l = list();
         assert!(l.version.starts_with("2026-Q4+sha256:"));
+        assert_eq!(l.len(), 3);
         for n in [
             "+498001110111",
             "08001110111",

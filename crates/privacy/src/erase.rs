@@ -75,9 +75,11 @@ pub fn erase(
     let footprint = footprint(opts)?;
     let mut states = Vec::new();
     for &month in footprint.keys() {
+        // The objection period runs from this customer's own latest bill.
         states.push(MonthState {
             month,
-            sent: evn_dir::billed(&opts.evn, month)?.sent,
+            sent: evn_dir::billed(&opts.evn, month)?.sent_to(id),
+            sent_later: Default::default(),
         });
     }
     let listed = !customers.rows(id).is_empty();

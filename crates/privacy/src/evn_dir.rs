@@ -3,7 +3,7 @@
 //! files are whose; on a local disk or under an object store prefix (`--evn s3://…`), with
 //! the same layout (`YYYY-MM/manifest.json`, `YYYY-MM/<id>.pdf`, …).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -198,26 +198,40 @@ fn parse_view(e: &EvnEntry, bytes: &[u8]) -> Result<ManifestView, PrivacyError> 
 /// What the manifests of a month say: when it was sent, and to whom.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Billed {
-    /// The send date; None without any manifest (never billed).
+    /// The month's send date, for everyone the billing runs issued nothing for later; None
+    /// without any manifest (never billed).
     pub sent: Option<NaiveDate>,
     pub customers: BTreeSet<String>,
+    /// Customers sent a later version than `sent` (a re-run after their late CDRs or a
+    /// correction): the six months run from their own latest bill.
+    pub sent_later: BTreeMap<String, NaiveDate>,
 }
 
-/// The send date of a month: the latest `created` date of any EVN version in its manifests,
-/// i.e. the last billing run that issued something for the month (a re-run after late CDRs is
-/// a new bill for the month, and the six months run from it). A manifest without any version
-/// counts with the date of `generated_at` in Europe/Berlin.
+impl Billed {
+    /// When `customer`'s bill for the month was last sent.
+    pub fn sent_to(&self, customer: &str) -> Option<NaiveDate> {
+        self.sent_later.get(customer).copied().or(self.sent)
+    }
+}
+
+/// The send dates of a month. Per customer: the `created` date of their latest EVN version.
+/// The month's: the earliest of those, i.e. the billing run that sent the month's bills (a
+/// re-run later re-sends only what changed, and only those customers' six months start
+/// again, so one customer's late correction keeps nobody else's data longer: TDDDG § 10).
+/// A manifest without any version counts with the date of `generated_at` in Europe/Berlin.
 pub fn billed(evn: &Location, month: BillingMonth) -> Result<Billed, PrivacyError> {
     let mut out = Billed::default();
+    let mut latest_of: BTreeMap<String, NaiveDate> = BTreeMap::new();
     for entry in manifests_in(evn, month)? {
         let view = parse_view(&entry, &read(evn, &entry)?)?;
         let bad = |detail: String| PrivacyError::Manifest {
             path: entry.shown.clone(),
             detail,
         };
-        let mut latest: Option<NaiveDate> = None;
+        let mut first_run: Option<NaiveDate> = None;
         for (id, c) in &view.customers {
             out.customers.insert(id.clone());
+            let mut latest: Option<NaiveDate> = None;
             for v in &c.versions {
                 let date = NaiveDate::parse_from_str(&v.created, "%Y-%m-%d").map_err(|_| {
                     bad(format!(
@@ -227,8 +241,13 @@ pub fn billed(evn: &Location, month: BillingMonth) -> Result<Billed, PrivacyErro
                 })?;
                 latest = latest.max(Some(date));
             }
+            if let Some(latest) = latest {
+                let e = latest_of.entry(id.clone()).or_insert(latest);
+                *e = (*e).max(latest);
+                first_run = Some(first_run.map_or(latest, |f| f.min(latest)));
+            }
         }
-        let date = match latest {
+        let date = match first_run {
             Some(d) => d,
             None => DateTime::parse_from_rfc3339(&view.generated_at)
                 .map_err(|_| {
@@ -240,7 +259,10 @@ pub fn billed(evn: &Location, month: BillingMonth) -> Result<Billed, PrivacyErro
                 .with_timezone(&Berlin)
                 .date_naive(),
         };
-        out.sent = out.sent.max(Some(date));
+        out.sent = Some(out.sent.map_or(date, |s| s.min(date)));
+    }
+    if let Some(sent) = out.sent {
+        out.sent_later = latest_of.into_iter().filter(|(_, d)| *d > sent).collect();
     }
     Ok(out)
 }
@@ -452,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn send_date_is_the_latest_version_or_the_run_date() {
+    fn send_dates_are_per_customer_and_the_month_s_is_the_first_run() {
         let dir = tempfile::tempdir().unwrap();
         let month: BillingMonth = "2026-03".parse().unwrap();
         let m = month_dir(dir.path(), month);
@@ -467,8 +489,13 @@ mod tests {
         )
         .unwrap();
         let b = billed(&evn, month).unwrap();
-        assert_eq!(b.sent, Some("2026-05-20".parse().unwrap()));
+        // K2's bill went out on 2 April and was never re-sent: the month's date. K1's second
+        // version on 20 May starts K1's six months again, nobody else's.
+        assert_eq!(b.sent, Some("2026-04-02".parse().unwrap()));
         assert_eq!(b.customers.len(), 2);
+        assert_eq!(b.sent_to("K1"), Some("2026-05-20".parse().unwrap()));
+        assert_eq!(b.sent_to("K2"), Some("2026-04-02".parse().unwrap()));
+        assert_eq!(b.sent_to("K9"), Some("2026-04-02".parse().unwrap()));
         // No versions: generated_at in Berlin (22:30 UTC on 31 May is 1 June 00:30 CEST).
         std::fs::write(
             m.join(MANIFEST_FILE),

@@ -40,12 +40,15 @@ pub fn objection_until(sent: NaiveDate) -> NaiveDate {
 }
 
 /// What is known about one month present in the data or EVN directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthState {
     pub month: BillingMonth,
-    /// The send date (the latest billing run that issued an EVN of the month); None when the
-    /// month has no manifest, i.e. was never billed.
+    /// The send date (the billing run that sent the month's bills); None when the month has no
+    /// manifest, i.e. was never billed.
     pub sent: Option<NaiveDate>,
+    /// Customers billed again later (a new EVN version): their rows and EVNs are kept six
+    /// months from that date, everyone else's from `sent`.
+    pub sent_later: BTreeMap<String, NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,13 +60,26 @@ pub enum Decision {
     NotBilled { overdue: bool },
     /// Past the retention period, no hold: the month's data and EVNs go entirely.
     Delete { sent: NaiveDate, until: NaiveDate },
-    /// Past the retention period, but these customers have a legal hold: only their rows and
-    /// EVN files stay.
+    /// Past the retention period, but these customers have a legal hold (`held`) or were billed
+    /// again less than six months ago (`rebilled`): only their rows and EVN files stay.
     DeleteExceptHeld {
         sent: NaiveDate,
         until: NaiveDate,
         held: BTreeSet<String>,
+        rebilled: BTreeSet<String>,
     },
+}
+
+impl Decision {
+    /// The customers whose rows and EVN files a partial deletion keeps.
+    pub fn kept_customers(&self) -> BTreeSet<String> {
+        match self {
+            Decision::DeleteExceptHeld { held, rebilled, .. } => {
+                held.union(rebilled).cloned().collect()
+            }
+            _ => BTreeSet::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,11 +105,29 @@ impl fmt::Display for MonthPlan {
             Decision::Delete { sent, until } => {
                 write!(f, "delete {m}: billed {sent}, retention ended {until}")
             }
-            Decision::DeleteExceptHeld { sent, until, held } => write!(
-                f,
-                "delete {m} except legal holds of {}: billed {sent}, retention ended {until}",
-                held.iter().cloned().collect::<Vec<_>>().join(", ")
-            ),
+            Decision::DeleteExceptHeld {
+                sent,
+                until,
+                held,
+                rebilled,
+            } => {
+                let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+                let mut except = Vec::new();
+                if !held.is_empty() {
+                    except.push(format!("legal holds of {}", list(held)));
+                }
+                if !rebilled.is_empty() {
+                    except.push(format!(
+                        "{} (billed again later; kept six months from then)",
+                        list(rebilled)
+                    ));
+                }
+                write!(
+                    f,
+                    "delete {m} except {}: billed {sent}, retention ended {until}",
+                    except.join(" and ")
+                )
+            }
         }
     }
 }
@@ -115,13 +149,22 @@ pub fn plan_retention(
                     if today <= until {
                         Decision::Keep { sent, until }
                     } else {
-                        match holds.get(&s.month) {
-                            Some(held) if !held.is_empty() => Decision::DeleteExceptHeld {
+                        let held = holds.get(&s.month).cloned().unwrap_or_default();
+                        let rebilled: BTreeSet<String> = s
+                            .sent_later
+                            .iter()
+                            .filter(|(_, &later)| today <= retained_until(later))
+                            .map(|(c, _)| c.clone())
+                            .collect();
+                        if held.is_empty() && rebilled.is_empty() {
+                            Decision::Delete { sent, until }
+                        } else {
+                            Decision::DeleteExceptHeld {
                                 sent,
                                 until,
-                                held: held.clone(),
-                            },
-                            _ => Decision::Delete { sent, until },
+                                held,
+                                rebilled,
+                            }
                         }
                     }
                 }
@@ -258,6 +301,7 @@ mod tests {
         let state = MonthState {
             month: m("2026-03"),
             sent: sent.map(d),
+            sent_later: BTreeMap::new(),
         };
         let plan = plan_retention(&[state], &holds(hold), d(today));
         assert_eq!(plan.len(), 1);
@@ -310,7 +354,12 @@ mod tests {
             Some("2026-04-02"),
             &[("K1002", "2026-03"), ("K1003", "2026-02")],
             "2026-10-03",
-            Decision::DeleteExceptHeld { sent, until, held },
+            Decision::DeleteExceptHeld {
+                sent,
+                until,
+                held,
+                rebilled: BTreeSet::new(),
+            },
         );
         // Before the boundary a hold changes nothing.
         check(
@@ -321,12 +370,56 @@ mod tests {
         );
     }
 
+    /// One customer billed again two months later keeps only their own rows two months
+    /// longer; everyone else's go six months after the month's bills were sent.
+    #[test]
+    fn a_later_bill_keeps_only_its_customer() {
+        let (sent, until) = (d("2026-04-02"), d("2026-10-02"));
+        let state = [MonthState {
+            month: m("2026-03"),
+            sent: Some(sent),
+            sent_later: [("K1001".to_owned(), d("2026-06-10"))].into(),
+        }];
+        let plan = |today| plan_retention(&state, &holds(&[]), d(today)).remove(0);
+        assert_eq!(plan("2026-10-02").decision, Decision::Keep { sent, until });
+        let partial = plan("2026-10-03");
+        assert_eq!(
+            partial.decision,
+            Decision::DeleteExceptHeld {
+                sent,
+                until,
+                held: BTreeSet::new(),
+                rebilled: ["K1001".to_owned()].into(),
+            }
+        );
+        assert_eq!(
+            partial.to_string(),
+            "delete 2026-03 except K1001 (billed again later; kept six months from then): \
+             billed 2026-04-02, retention ended 2026-10-02"
+        );
+        assert_eq!(
+            plan("2026-12-10").decision.kept_customers(),
+            ["K1001".to_owned()].into()
+        );
+        assert_eq!(
+            plan("2026-12-11").decision,
+            Decision::Delete { sent, until }
+        );
+        // With a hold as well, both stay.
+        let both = plan_retention(&state, &holds(&[("K1002", "2026-03")]), d("2026-11-01"));
+        assert_eq!(
+            both[0].decision.kept_customers(),
+            ["K1001".to_owned(), "K1002".to_owned()].into()
+        );
+    }
+
     #[test]
     fn removing_the_hold_lets_the_next_run_delete() {
         let (sent, until) = (d("2026-04-02"), d("2026-10-02"));
         let state = [MonthState {
             month: m("2026-03"),
             sent: Some(sent),
+            sent_later: BTreeMap::new(),
         }];
         let with = plan_retention(&state, &holds(&[("K1002", "2026-03")]), d("2027-01-01"));
         assert!(matches!(
@@ -372,10 +465,12 @@ mod tests {
             MonthState {
                 month: m("2026-05"),
                 sent: None,
+                sent_later: BTreeMap::new(),
             },
             MonthState {
                 month: m("2026-01"),
                 sent: Some(d("2026-02-02")),
+                sent_later: BTreeMap::new(),
             },
         ];
         let plan = plan_retention(&states, &holds(&[]), d("2026-06-01"));
@@ -398,6 +493,7 @@ mod tests {
         let months = [MonthState {
             month: m("2026-03"),
             sent: Some(d("2026-04-02")),
+            sent_later: BTreeMap::new(),
         }];
         // 2026-04-02 + 56 days = 2026-05-28.
         let r = check_erase("K9", false, &[], &months, d("2026-05-28"));
@@ -418,10 +514,12 @@ mod tests {
             MonthState {
                 month: m("2026-01"),
                 sent: Some(d("2026-02-02")),
+                sent_later: BTreeMap::new(),
             },
             MonthState {
                 month: m("2026-06"),
                 sent: None,
+                sent_later: BTreeMap::new(),
             },
         ];
         let holds = [hold("K9", "2026-01"), hold("K1", "2026-01")];

@@ -143,7 +143,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} months deleted, {} deleted except legal holds, {} kept in retention, {} not billed ({} overdue); \
+            "{} months deleted, {} deleted except legal holds or later bills, {} kept in retention, {} not billed ({} overdue); \
              {} rows in held months, {} EVN files, {} stale staging files, {} leftovers removed",
             self.months_deleted,
             self.months_held,
@@ -165,9 +165,11 @@ pub fn scan(data: &Location, evn: &Location) -> Result<Vec<MonthState>, PrivacyE
     months
         .into_iter()
         .map(|month| {
+            let billed = evn_dir::billed(evn, month)?;
             Ok(MonthState {
                 month,
-                sent: evn_dir::billed(evn, month)?.sent,
+                sent: billed.sent,
+                sent_later: billed.sent_later,
             })
         })
         .collect()
@@ -211,9 +213,9 @@ pub fn run_retention(
                 summary.months_deleted += 1;
                 delete_month(opts, month, &mut summary, report)?;
             }
-            Decision::DeleteExceptHeld { held, .. } => {
+            d @ Decision::DeleteExceptHeld { .. } => {
                 summary.months_held += 1;
-                delete_except(opts, month, &held, &mut summary, report)?;
+                delete_except(opts, month, &d.kept_customers(), &mut summary, report)?;
             }
         }
     }

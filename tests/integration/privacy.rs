@@ -246,6 +246,49 @@ fn a_month_never_billed_is_kept_with_a_warning_when_old() {
     }
 }
 
+/// TDDDG § 10 counts six months from the bill: K1002's January was billed again on 15 June
+/// (late CDRs), so K1002's January rows and EVNs stay until 15 December; everyone else's
+/// January goes six months after 3 February, as it would without the re-bill.
+#[test]
+fn a_later_bill_keeps_only_that_customer_s_month_longer() {
+    let f = fixture_in(Local, None);
+    let manifest = f.evn.join("2026-01/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let versions = m["customers"]["K1002"]["versions"].as_array_mut().unwrap();
+    let mut v2 = versions[0].clone();
+    v2["version"] = 2.into();
+    v2["file"] = "K1002.v2.pdf".into();
+    v2["created"] = "2026-06-15".into();
+    versions.push(v2);
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    std::fs::write(f.evn.join("2026-01/K1002.v2.pdf"), "EVN v2").unwrap();
+
+    let out = f.retention("2026-08-04");
+    assert!(
+        out.contains("delete 2026-01 except K1002 (billed again later"),
+        "{out}"
+    );
+    let jan: Vec<_> = f
+        .stored()
+        .into_iter()
+        .filter(|(m, _)| m == "2026-01")
+        .collect();
+    assert_eq!(jan, vec![("2026-01".to_owned(), "K1002".to_owned()); 2]);
+    assert_eq!(f.manifest_customers("2026-01"), ["K1002"]);
+    assert_eq!(
+        f.evn_files("2026-01"),
+        ["K1002.pdf", "K1002.v1.csv", "K1002.v1.pdf", "K1002.v2.pdf", "manifest.json"]
+    );
+
+    let out = f.retention("2026-12-15");
+    assert!(out.contains("keep 2026-01: billed 2026-06-15"), "{out}");
+    let out = f.retention("2026-12-16");
+    assert!(out.contains("delete 2026-01: billed 2026-06-15"), "{out}");
+    assert!(f.stored().iter().all(|(m, _)| m != "2026-01"));
+    assert!(!f.evn.join("2026-01").exists() || f.evn_files("2026-01").is_empty());
+}
+
 #[test]
 fn a_legal_hold_keeps_only_the_held_customer_until_it_is_lifted() {
     for mode in [Local, Url] {

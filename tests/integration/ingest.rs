@@ -244,3 +244,39 @@ fn race_two_groups(broker: &Broker, topic: &str, data: &std::path::Path) {
         );
     }
 }
+
+/// The topic is deleted and created again (here: a new embedded broker) while the data folder
+/// stays: the new topic's offsets start over, below what the commit log says is stored. Ingest
+/// must not take its records for replays of the old topic's (they were counted `replayed` and
+/// never stored, exit 0); it stops with exit 1 and says what happened and what to do. Under a
+/// new topic name the same folder ingests them.
+#[test]
+fn a_re_created_topic_stops_ingest_instead_of_skipping_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let first = tmp.path().join("first.jsonl");
+    write_cdrs(&first, 5, "old");
+    let broker = Broker::start(&["cdrs:1", "cdrs.dlq:1"]);
+    produce(&broker, "cdrs", &first);
+    assert_eq!(ingest_to_end(&broker, "cdrs", "g", &data)["stored"], 5);
+    drop(broker);
+
+    let again = Broker::start(&["cdrs:1", "cdrs.dlq:1", "cdrs-2:1", "cdrs-2.dlq:1"]);
+    let second = tmp.path().join("second.jsonl");
+    write_cdrs(&second, 3, "new");
+    produce(&again, "cdrs", &second);
+    let out = Command::new(bin())
+        .args(ingest_args(&again, "cdrs", "g", &data))
+        .env("EVN_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("outside the topic's log"), "{stderr}");
+    assert!(stderr.contains("new topic name"), "{stderr}");
+    assert_eq!(stored_rows(&data).len(), 5, "nothing stored, nothing lost");
+
+    produce(&again, "cdrs-2", &second);
+    assert_eq!(ingest_to_end(&again, "cdrs-2", "g", &data)["stored"], 3);
+    assert_eq!(stored_rows(&data).len(), 8);
+}

@@ -278,7 +278,13 @@ fn a_later_bill_keeps_only_that_customer_s_month_longer() {
     assert_eq!(f.manifest_customers("2026-01"), ["K1002"]);
     assert_eq!(
         f.evn_files("2026-01"),
-        ["K1002.pdf", "K1002.v1.csv", "K1002.v1.pdf", "K1002.v2.pdf", "manifest.json"]
+        [
+            "K1002.pdf",
+            "K1002.v1.csv",
+            "K1002.v1.pdf",
+            "K1002.v2.pdf",
+            "manifest.json"
+        ]
     );
 
     let out = f.retention("2026-12-15");

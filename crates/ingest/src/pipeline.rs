@@ -118,6 +118,8 @@ pub enum IngestError {
     PrepareThread(std::io::Error),
     #[error("commit task: {0}")]
     CommitTask(String),
+    #[error("a partition's next offset, from the commit log, is outside the topic's log on the broker (the warning above names the partition): the topic was deleted and created again (its offsets start over) or records expired before ingest read them. Ingest stops rather than skip records or mistake new records for ones already stored. A re-created topic: ingest it under a new topic name. Expired records are gone from Kafka: to go on past the gap, start once with --kafka-option auto.offset.reset=earliest")]
+    OffsetGap,
 }
 
 type Tp = (String, i32);
@@ -182,7 +184,13 @@ impl ConsumerContext for Ctx {
             for (topic, partition) in tps(tpl) {
                 let state = match self.log.recover(&topic, partition) {
                     Ok(state) => {
-                        let start = Offset::Offset(state.last + 1);
+                        // A partition we never committed starts at the log's beginning, not
+                        // at offset 0, which retention may have removed already.
+                        let start = if state.last < 0 {
+                            Offset::Beginning
+                        } else {
+                            Offset::Offset(state.last + 1)
+                        };
                         if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
                             tracing::warn!(%topic, partition, error = %e, "could not set the start offset");
                         }
@@ -626,7 +634,12 @@ impl State {
             .set("group.id", &self.opts.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+            // Every partition starts at an explicit offset (its commit log's next, or the
+            // beginning), so a reset happens only when that offset is outside the broker's
+            // log: a re-created topic or expired records. "earliest" then re-read the new
+            // topic's records as replays of the old and dropped them, silently
+            // (`OffsetGap`). An operator can still choose "earliest" with --kafka-option.
+            .set("auto.offset.reset", "error")
             .set("fetch.wait.max.ms", "50")
             // Bounded memory: librdkafka's defaults prefetch up to 64 MiB (and 50 MiB a
             // fetch); 8 MiB of queued records is still ~25,000 CDRs ahead of the loop. A
@@ -694,6 +707,9 @@ impl State {
                             last_message = Instant::now();
                             self.opts.health.set_ready(true);
                             self.handle_received(consumer, (m, epoch), &mut pending).await?;
+                        }
+                        Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
+                            return Err(IngestError::OffsetGap);
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "kafka reports a problem; retrying");

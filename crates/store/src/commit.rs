@@ -377,6 +377,16 @@ impl CommitLog {
                 bytes,
             });
         }
+        // The staged files' names must be durable before the record that names them is: a
+        // file's fsync does not make its directory entry durable everywhere (POSIX asks for the
+        // directory's), and after a power loss recovery takes a missing staged file for one
+        // already moved or deleted, so its rows would be lost with their offsets committed.
+        if !files.is_empty() {
+            if let Err(e) = sync_dir(&staging_dir) {
+                self.discard(&files, None);
+                return Err(e);
+            }
+        }
         let record = self.record(topic, partition, first, last, files, held);
         if let Err(e) = self.write_record(&record) {
             self.discard(&record.files, None);

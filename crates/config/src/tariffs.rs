@@ -177,6 +177,19 @@ impl Tariffs {
                         ),
                     ));
                 }
+                // CDR numbers are E.164 or short codes, never national (`0180…`): such a prefix
+                // would match nothing, and its calls would fall into a shorter prefix's zone
+                // (`+49`, perhaps under a flatrate) without a word.
+                if !p.starts_with('+') && p.starts_with('0') {
+                    let hint = match p.strip_prefix("00") {
+                        Some(intl) => format!("+{intl}"),
+                        None => format!("+49{}", &p[1..]),
+                    };
+                    return Err(err(
+                        prefix.span(),
+                        format!("prefix {p:?} is written nationally, but CDR numbers are E.164: write {hint:?}"),
+                    ));
+                }
                 if let Some(other) = prefixes.insert(p.clone(), ZoneId::new(zone)) {
                     return Err(err(prefix.span(), format!("prefix {p:?} is listed in zones `{other}` and `{zone}`: a prefix belongs to one zone")));
                 }
@@ -448,5 +461,13 @@ world     = { per_minute = "0.9900", increment = "60/60" }
             "not a decimal amount",
         );
         check_err(&format!("bogus = 1\n{BASE}"), "unknown field");
+        check_err(
+            &BASE.replace(r#"landline  = ["+49"]"#, r#"landline  = ["+49", "0180"]"#),
+            r#"written nationally, but CDR numbers are E.164: write "+49180""#,
+        );
+        check_err(
+            &BASE.replace(r#"landline  = ["+49"]"#, r#"landline  = ["+49", "0033"]"#),
+            r#"write "+33""#,
+        );
     }
 }

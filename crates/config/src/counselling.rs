@@ -141,6 +141,15 @@ impl CounsellingList {
             })?;
             numbers.push(n);
         }
+        // The Bundesnetzagentur's list is never empty; an empty file is a truncated download or
+        // the wrong file, and every EVN made with it would show counselling calls.
+        if numbers.is_empty() {
+            return Err(ConfigError::new(
+                path,
+                None,
+                "lists no numbers: the Bundesnetzagentur's list of counselling services is never empty (a truncated download, or the wrong file?)",
+            ));
+        }
         let digest = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
         let version = format!(
             "{}+sha256:{digest}",
@@ -220,6 +229,14 @@ mod tests {
         assert!(!l.contains("+49116111"));
         assert!(!l.contains("+491161231"));
         assert!(!l.contains("+4930901820"));
+    }
+
+    #[test]
+    fn an_empty_list_is_an_error() {
+        for text in ["", "# version: 2026-Q4\n\n# nothing\n"] {
+            let e = CounsellingList::parse(Path::new("c.txt"), text).unwrap_err();
+            assert!(e.to_string().contains("lists no numbers"), "{e}");
+        }
     }
 
     #[test]

@@ -562,7 +562,15 @@ impl RawSource {
                 Some("epoch") => TimeFormat::EpochSeconds,
                 Some("epoch_ms") => TimeFormat::EpochMillis,
                 Some("epoch_us") => TimeFormat::EpochMicros,
-                Some(p) if p.contains('%') => TimeFormat::Wall(p.to_owned()),
+                Some(p) if p.contains('%') => {
+                    // chrono reports an unknown specifier (`%Q`) only when a time is parsed:
+                    // every record would be dead-lettered `bad_timestamp` instead of this error.
+                    use chrono::format::{Item, StrftimeItems};
+                    if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
+                        return Err(ctx(format!("`time_format` {p:?} is not a valid strftime pattern (e.g. \"%d.%m.%Y %H:%M:%S\"; see chrono's strftime)")));
+                    }
+                    TimeFormat::Wall(p.to_owned())
+                }
                 Some(p) => return Err(ctx(format!("`time_format` {p:?} is a strftime pattern (\"%Y-%m-%d %H:%M:%S\"), rfc3339, epoch, epoch_ms or epoch_us"))),
             };
             let mut dispositions = HashMap::new();
@@ -719,6 +727,11 @@ disposition = "status"
         );
         let e = parse("[[source]]\ntopic = \"b\"\nformat = \"kamailio-json\"\nswitch_id = \"k\"\nmax_call_hours = 0\n").unwrap_err();
         assert!(e.message.contains("1 to 336"), "{e}");
+        let csv = "[[source]]\ntopic = \"c\"\nformat = \"csv\"\nswitch_id = \"k\"\ntimezone = \"UTC\"\ncolumns = [\"id\", \"a\", \"b\", \"s\"]\ntime_format = \"%Q\"\n[source.fields]\ncdr_id = \"id\"\ncalling_number = \"a\"\ncalled_number = \"b\"\nstart_time = \"s\"\n";
+        let e = parse(csv).unwrap_err();
+        assert!(e.message.contains("not a valid strftime pattern"), "{e}");
+        let e = parse(&csv.replace("%Q", "%d.%m.%Y %H:%M:%S")).unwrap_err();
+        assert!(!e.message.contains("time_format"), "{e}");
     }
 
     #[test]

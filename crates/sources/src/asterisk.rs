@@ -216,6 +216,13 @@ mod tests {
         );
         let header = evn_config::ASTERISK_CSV_COLUMNS.join(",");
         assert_eq!(code(&src(), header.as_bytes()), "skip header");
+        // The same names in another order: not a row to misread, a changed export.
+        let mut swapped = evn_config::ASTERISK_CSV_COLUMNS.to_vec();
+        swapped.swap(1, 2);
+        let swapped = swapped.join(",");
+        assert_eq!(code(&src(), swapped.as_bytes()), "malformed_csv");
+        let err = run(&src(), swapped.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("another order"), "{err}");
     }
 
     #[test]

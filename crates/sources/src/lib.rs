@@ -403,6 +403,25 @@ pub(crate) fn csv_fields(source: &Source, text: &str) -> Result<Option<Vec<Strin
     if is_header {
         return Ok(None);
     }
+    // The export's header with the same names in another order: every row after it would be
+    // read with its fields swapped (caller for callee, start for end). Each record stands
+    // alone, so the rows cannot be re-mapped; the header names the problem, loudly.
+    let mut names: Vec<String> = fields.iter().map(|f| f.to_ascii_lowercase()).collect();
+    let mut configured: Vec<String> = source
+        .columns
+        .iter()
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    configured.sort();
+    if names.len() > 1 && names == configured {
+        return Err(SourceError::MalformedCsv {
+            detail: format!(
+                "a header whose columns are in another order than sources.toml's `columns` ({}): the export changed; set `columns` to its order, or the rows after it are misread",
+                fields.join(", ")
+            ),
+        });
+    }
     let expected = source.columns.len();
     let ok = if source.columns_configured || source.format != SourceFormat::AsteriskCsv {
         fields.len() == expected

@@ -163,3 +163,29 @@ fn a_closed_stdout_ends_the_output_not_the_command() {
         assert!(!err.contains("error"), "{args:?}: {err}");
     }
 }
+
+/// A customer name the EVN font cannot show (CJK, emoji) is accepted with a warning naming the
+/// line and the characters: they would print blank in the PDF.
+#[test]
+fn validate_warns_about_characters_the_evn_font_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let customers = dir.path().join("customers.csv");
+    let mut text = std::fs::read_to_string(&customers).unwrap();
+    text.push_str(
+        "K7001,株式会社 Rakete 🚀,Hauptstraße 1,10115,Berlin,office_basic,true,false,2026-01-01\n",
+    );
+    std::fs::write(&customers, &text).unwrap();
+    let line = text.lines().count();
+    let out = evn(&["validate", "--config", dir.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("customers.csv line {line}: customer K7001")),
+        "{stderr}"
+    );
+    for c in ['株', '式', '会', '社', '🚀'] {
+        assert!(stderr.contains(c), "{c} in {stderr}");
+    }
+    assert!(!stderr.contains("K1001"), "umlauts print: {stderr}");
+}

@@ -200,6 +200,31 @@ fn usage(error: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
+/// Customer names and addresses with characters the EVN font lacks print blank in the PDF: a
+/// warning per row, so the operator can transliterate them before the billing run.
+fn warn_unprintable(cfg: &Config) -> Result<(), Failure> {
+    for id in cfg.customers.ids() {
+        for row in cfg.customers.rows(id) {
+            let text = [&row.name, &row.street, &row.postcode, &row.city]
+                .map(|s| s.as_str())
+                .join(" ");
+            let missing = evn_render::unprintable(&text).map_err(|e| Failure {
+                code: 1,
+                error: e.into(),
+            })?;
+            if !missing.is_empty() {
+                let chars: String = missing.into_iter().collect();
+                eprintln!(
+                    "warning: {} line {}: customer {id}'s name or address has characters the EVN font cannot show, printed blank in the PDF: {chars}",
+                    evn_config::CUSTOMERS_FILE,
+                    row.line
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn load_config(dir: &Path) -> Result<Config, Failure> {
     Config::load(dir).map_err(|e| usage(anyhow::anyhow!("configuration error: {e}")))
 }
@@ -362,6 +387,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 )?;
             }
             outln!("  version:      {}", cfg.version)?;
+            warn_unprintable(&cfg)?;
             Ok(())
         }
         Command::Ingest {

@@ -15,3 +15,13 @@ pub use csv_export::{render_csv, BOM, CSV_HEADER};
 pub use model::{EvnCall, EvnDocument, Header, LineGroup, Row, ZoneSum};
 pub use pdf::{render_pdf, RenderError, RenderedPdf};
 pub use protect::{protect_pdf, ProtectionKeys};
+
+/// Characters of `text` that neither EVN face can show: they would print blank in the PDF
+/// (the CSV keeps them). `evn validate` warns about them in customer names and addresses.
+pub fn unprintable(text: &str) -> Result<std::collections::BTreeSet<char>, RenderError> {
+    let fonts = fonts::fonts()?;
+    Ok(text
+        .chars()
+        .filter(|&c| !c.is_control() && !fonts.regular.has(c) && !fonts.bold.has(c))
+        .collect())
+}

@@ -449,8 +449,16 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             metrics_file,
         } => {
             let cfg = load_config(&config)?;
-            let mut opts =
-                evn_billing::BillOptions::new(evn_rating::berlin_date(chrono::Utc::now()));
+            let today = evn_rating::berlin_date(chrono::Utc::now());
+            if month.last_day() >= today {
+                // Allowed (a test run, a preview), but what it publishes is version 1 of a bill
+                // whose month is still running: calls still to come make a version 2.
+                tracing::warn!(
+                    %month,
+                    "the month has not ended yet in Europe/Berlin: its EVNs miss the calls still to come, which will make new versions"
+                );
+            }
+            let mut opts = evn_billing::BillOptions::new(today);
             opts.customer = customer;
             opts.shard = shard;
             opts.keys = data_keys()?;

@@ -155,3 +155,89 @@ fn bill_usage_and_config_errors_exit_2_and_write_nothing() {
     }
     assert!(!out.exists());
 }
+
+/// Two `evn bill` runs of one month at once overwrote each other's numbered versions and the
+/// manifest lost versions. While one run holds the month's lock (here `flock(1)` stands in for
+/// it, deterministically), a second run exits 1 at once naming the lock file; once the holder
+/// is killed the kernel releases its lock and the month bills again: no stale lock.
+#[test]
+fn a_second_bill_run_of_the_month_exits_1_while_the_first_runs_and_not_after_it_was_killed() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(
+        &data,
+        &[stored(
+            "c1",
+            "K1002",
+            "2026-11-05T10:00:00Z",
+            "+4915112345678",
+            "mobile",
+        )],
+    );
+    let first = bill(&data, &out, "2026-11", &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let dir = out.join("2026-11");
+    let lock = dir.join(evn_billing::MONTH_LOCK);
+    let before: Vec<(String, Vec<u8>)> = {
+        let mut v: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+
+    // "Another run": a process holding an exclusive flock on the lock file until killed.
+    let mut holder = std::process::Command::new("flock")
+        .args(["--exclusive", "--nonblock", "--no-fork"])
+        .arg(&lock)
+        .args(["-c", "echo locked; exec sleep 600"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let second = bill(&data, &out, "2026-11", &[]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(lock.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("another billing run"), "{stderr}");
+    // It wrote nothing: the month folder is byte for byte what the first run left.
+    let mut after: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    after.sort();
+    assert_eq!(after, before);
+
+    // Killed, not ended: the lock goes with the process.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let third = bill(&data, &out, "2026-11", &[]);
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+}

@@ -429,6 +429,16 @@ async fn missing_expired_forged_or_malformed_tokens_are_401() {
             )),
         ),
         (
+            "exp a year ahead: no token lives that long",
+            Some(format!(
+                "Bearer {}",
+                hs256(
+                    serde_json::json!({"sub": "K1001", "exp": n + 86_400 * 365}),
+                    SECRET.as_bytes()
+                )
+            )),
+        ),
+        (
             "no exp",
             Some(format!(
                 "Bearer {}",
@@ -612,16 +622,31 @@ async fn tokens_from_evn_token_and_es256_with_a_public_key_are_accepted() {
     let keys = tempfile::tempdir().unwrap();
     let public = keys.path().join("issuer.pub.pem");
     std::fs::write(&public, issuer.public_key_pem()).unwrap();
+    // A public key needs an audience (issue: a token for another application of the same
+    // identity provider opened EVNs); `evn token` is given the same one.
     let s = Serve::start(
         evns.path(),
-        &["--jwt-public-key", public.to_str().unwrap()],
+        &[
+            "--jwt-public-key",
+            public.to_str().unwrap(),
+            "--jwt-audience",
+            "evn-portal",
+        ],
         &secret_env(),
     );
     let want = evns.bytes("K1001", "2026-11", 2);
 
     // `evn token` prints the token and nothing else.
     let out = evn_env(
-        &["token", "--customer", "K1001", "--ttl", "5m"],
+        &[
+            "token",
+            "--customer",
+            "K1001",
+            "--ttl",
+            "5m",
+            "--audience",
+            "evn-portal",
+        ],
         &secret_env(),
         &[],
     );
@@ -638,7 +663,8 @@ async fn tokens_from_evn_token_and_es256_with_a_public_key_are_accepted() {
     assert!(a.body == want);
     // Its claims, read with the standard library: sub and an exp five minutes out.
     let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
-    v.set_required_spec_claims(&["exp", "sub"]);
+    v.set_required_spec_claims(&["exp", "sub", "aud"]);
+    v.set_audience(&["evn-portal"]);
     let claims = jsonwebtoken::decode::<serde_json::Value>(
         minted,
         &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
@@ -647,6 +673,7 @@ async fn tokens_from_evn_token_and_es256_with_a_public_key_are_accepted() {
     .unwrap()
     .claims;
     assert_eq!(claims["sub"], "K1001");
+    assert_eq!(claims["aud"], "evn-portal");
     let exp = claims["exp"].as_i64().unwrap();
     assert!((now() + 240..=now() + 301).contains(&exp), "{claims}");
     assert_eq!(
@@ -660,7 +687,7 @@ async fn tokens_from_evn_token_and_es256_with_a_public_key_are_accepted() {
     let es = |key: &rcgen::KeyPair, sub: &str| {
         jsonwebtoken::encode(
             &Header::new(Algorithm::ES256),
-            &serde_json::json!({"sub": sub, "exp": now() + 300}),
+            &serde_json::json!({"sub": sub, "exp": now() + 300, "aud": "evn-portal"}),
             &EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap(),
         )
         .unwrap()
@@ -686,7 +713,7 @@ async fn tokens_from_evn_token_and_es256_with_a_public_key_are_accepted() {
     );
     // Algorithm confusion: HS256 signed with the public key's PEM as the secret.
     let confused = hs256(
-        serde_json::json!({"sub": "K1001", "exp": now() + 300}),
+        serde_json::json!({"sub": "K1001", "exp": now() + 300, "aud": "evn-portal"}),
         issuer.public_key_pem().as_bytes(),
     );
     assert_eq!(
@@ -695,6 +722,106 @@ async fn tokens_from_evn_token_and_es256_with_a_public_key_are_accepted() {
             .status,
         401
     );
+}
+
+/// The identity provider signs tokens for all its applications with one key: its token for the
+/// CRM (`aud: crm-backoffice`, `sub: K1001`) opened K1001's EVNs, since `aud` was checked only
+/// with `--jwt-audience` and `iss` never. Now a public key without an audience does not start,
+/// and the audience, a configured issuer and a sane `exp` are enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_tokens_for_another_application_or_issuer_or_for_years_are_401() {
+    let evns = fake_evns();
+    let idp = rcgen::KeyPair::generate().unwrap(); // ECDSA P-256
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("idp.pub.pem");
+    std::fs::write(&public, idp.public_key_pem()).unwrap();
+    let public = public.to_str().unwrap();
+    let unset = [
+        "EVN_PORTAL_SECRET",
+        "EVN_PORTAL_PUBLIC_KEY_FILE",
+        "EVN_PORTAL_AUDIENCE",
+        "EVN_PORTAL_ISSUER",
+    ];
+    let evn_dir = evns.path().to_str().unwrap();
+    // A taken port: a configuration the service accepted would fail to bind (exit 1) rather
+    // than run for ever.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let serve = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut a = vec!["serve", "--evn", evn_dir, "--listen", &addr];
+        a.extend_from_slice(extra);
+        let out = evn_env(&a, env, &unset);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Refused at start, before listening: with or without the HS256 secret too.
+    for env in [&[][..], &secret_env()[..]] {
+        let (code, stderr) = serve(&["--jwt-public-key", public], env);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("needs an audience"), "{stderr}");
+        assert!(stderr.contains("--jwt-audience"), "{stderr}");
+    }
+    let (code, stderr) = serve(&["--jwt-issuer", "https://idp.example"], &secret_env());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--jwt-issuer needs --jwt-public-key"),
+        "{stderr}"
+    );
+
+    // Audience and issuer from the environment, as a deployment sets them.
+    let s = Serve::start(
+        evns.path(),
+        &["--jwt-public-key", public],
+        &[
+            ("EVN_PORTAL_AUDIENCE", "evn-portal"),
+            ("EVN_PORTAL_ISSUER", "https://idp.example"),
+        ],
+    );
+    let es = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(idp.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let iss = "https://idp.example";
+    let ours = es(
+        serde_json::json!({"sub": "K1001", "exp": now() + 300, "aud": "evn-portal", "iss": iss}),
+    );
+    let a = get(&s, "/customers/K1001/evn/2026-11.pdf", Some(&ours)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.body == evns.bytes("K1001", "2026-11", 2));
+    for (what, claims) in [
+        (
+            "the CRM's token",
+            serde_json::json!({"sub": "K1001", "exp": now() + 300, "aud": "crm-backoffice", "iss": iss}),
+        ),
+        (
+            "no aud",
+            serde_json::json!({"sub": "K1001", "exp": now() + 300, "iss": iss}),
+        ),
+        (
+            "another tenant",
+            serde_json::json!({"sub": "K1001", "exp": now() + 300, "aud": "evn-portal", "iss": "https://other.example"}),
+        ),
+        (
+            "no iss",
+            serde_json::json!({"sub": "K1001", "exp": now() + 300, "aud": "evn-portal"}),
+        ),
+        (
+            "valid for a year",
+            serde_json::json!({"sub": "K1001", "exp": now() + 365 * 86_400, "aud": "evn-portal", "iss": iss}),
+        ),
+    ] {
+        for path in ["/customers/K1001/evn/2026-11.pdf", "/customers/K1001/evn"] {
+            let a = get(&s, path, Some(&es(claims.clone()))).await;
+            assert_eq!(a.status, 401, "{what} {path}: {}", a.text());
+            assert!(!a.body.starts_with(b"%PDF"), "{what}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

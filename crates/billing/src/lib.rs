@@ -9,8 +9,10 @@
 //! Parquet files are read once. Customers are then billed in batches: each customer's calls
 //! are deduplicated, laid out ([`evn_render::EvnDocument`]), compared with the manifest by
 //! content hash, and only rendered (in parallel, rayon) when they changed; a batch's files are
-//! made durable together and renamed into place ([`output`]); the manifest comes last.
+//! made durable together and linked into place, never over an existing version ([`output`]);
+//! the manifest comes last. The whole run holds the month folder's lock ([`lock`]).
 
+mod lock;
 mod manifest;
 mod metrics;
 mod object_out;
@@ -40,6 +42,7 @@ use evn_render::{
 };
 use evn_store::{Location, StoreError};
 
+pub use lock::MONTH_LOCK;
 pub use manifest::{CustomerEntry, Manifest, VersionEntry, MANIFEST_FILE};
 pub use metrics::Metrics;
 pub use object_out::run_to_store;
@@ -84,6 +87,10 @@ pub enum BillError {
     },
     #[error("{path}: damaged manifest: {detail}; restore it from backup or move it away to start the month's versions afresh")]
     Manifest { path: PathBuf, detail: String },
+    #[error("{lock}: another billing run of this month is active (it holds this lock); wait for it to end and run again (a killed run's lock is released with its process)")]
+    RunActive { lock: PathBuf },
+    #[error("{path}: already exists: another billing run published this version first; nothing was replaced, run again")]
+    VersionTaken { path: PathBuf },
     #[error("customer {customer_id}: {source}")]
     Render {
         customer_id: String,
@@ -744,9 +751,13 @@ pub fn run_at(
         }
     }
 
+    // Held to the end of the run (dropped on return), taken before the long scan so a second
+    // run of the month stops at once.
+    let dir = out.join(month.to_string());
+    let lock = lock::MonthLock::acquire(out, &dir, opts.shard)?;
+
     // Every row is checked before anything is written: a bad file or a config mismatch
     // leaves the output as it was (a spill folder, if the month was big, is removed again).
-    let out_existed = out.exists();
     let mut holder = spill::Holder::new(
         opts.row_budget,
         month,
@@ -764,10 +775,9 @@ pub fn run_at(
         Ok(s) => s,
         Err(e) => {
             drop(holder);
-            if !out_existed {
-                // Only if empty: created for the spill folder, which is gone now.
-                std::fs::remove_dir(out).ok();
-            }
+            // The month folder and `out`, if created for the lock (and the spill folder,
+            // which is gone now) and still empty.
+            lock.abandon();
             return Err(e);
         }
     };
@@ -784,8 +794,6 @@ pub fn run_at(
         .collect();
     evn_off.sort();
 
-    let dir = out.join(month.to_string());
-    std::fs::create_dir_all(&dir).map_err(|e| BillError::io(&dir, e))?;
     let manifest_name = opts
         .shard
         .map_or_else(|| MANIFEST_FILE.to_owned(), Shard::manifest_name);
@@ -935,6 +943,7 @@ pub fn run_at(
     drop(customers);
     drop(old);
     billed?;
+    drop(lock);
 
     reports.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
     tracing::info!(

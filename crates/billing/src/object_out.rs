@@ -76,7 +76,12 @@ pub fn run_to_store(
         }
     }
 
-    // 2. The run, locally.
+    // 2. The run, locally. Its month lock (`lock.rs`) is taken in this process's own temporary
+    // folder and so guards nothing between runs: on an object store there is no OS lock. What
+    // holds instead: numbered versions are PUT with `PutMode::Create` (below), so no run
+    // replaces another's; the manifest PUT is last-writer-wins, so two runs of the same month
+    // and shard at once are not supported (single writer by contract: the CronJob's
+    // `concurrencyPolicy: Forbid`, one pod per shard index).
     let mut report = crate::run_at(config, data, month, tmp.path(), opts)?;
 
     // 3. Upload: numbered versions, current copies, manifests last.

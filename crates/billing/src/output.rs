@@ -4,7 +4,9 @@
 //! month's files (one per rendering thread: two threads creating files in one folder spent a
 //! tenth of the run spinning on its lock), made durable together (one `syncfs` on Linux
 //! instead of an fsync per file: at 0.7 ms an fsync, four files per customer would cost more
-//! than rendering them), then renamed into place, and the folder is fsynced. The unnumbered
+//! than rendering them), then linked into place, and the folder is fsynced. A numbered
+//! version is never replaced: it is published by `link(2)`, which fails on a taken name where
+//! `rename(2)` would silently replace another run's published version. The unnumbered
 //! "current" copies (`<id>.pdf`, `<id>.csv`) are hard links to the numbered version files,
 //! swapped in by rename: no second write of the bytes, and a reader sees the old or the new
 //! version, never a mix.
@@ -73,8 +75,9 @@ pub(crate) fn discard(publications: Vec<Publication>) {
     }
 }
 
-/// Makes the staged files durable, renames them into place, points the current copies at
-/// them, and makes the folder durable.
+/// Makes the staged files durable, puts them in place under names that must be free
+/// ([`BillError::VersionTaken`] otherwise), points the current copies at them, and makes the
+/// folder durable.
 pub(crate) fn publish(dir: &Path, publications: Vec<Publication>) -> Result<(), BillError> {
     if publications.is_empty() {
         return Ok(());
@@ -85,11 +88,11 @@ pub(crate) fn publish(dir: &Path, publications: Vec<Publication>) -> Result<(), 
         return Err(e);
     }
     for (i, f) in staged.iter().enumerate() {
-        if let Err(e) = std::fs::rename(&f.tmp, dir.join(&f.name)) {
+        if let Err(e) = place_new(&f.tmp, &dir.join(&f.name)) {
             for rest in &staged[i..] {
                 std::fs::remove_file(&rest.tmp).ok();
             }
-            return Err(BillError::io(&dir.join(&f.name), e));
+            return Err(e);
         }
     }
     sync_dir(dir)?;
@@ -99,6 +102,42 @@ pub(crate) fn publish(dir: &Path, publications: Vec<Publication>) -> Result<(), 
         }
     }
     sync_dir(dir)
+}
+
+/// Moves the durable staged file `tmp` to `to`, which must not exist: a hard link, then the
+/// temporary name goes. Where hard links are not supported, a copy created with `O_EXCL`
+/// (exclusive as well) and fsynced. `renameat2(RENAME_NOREPLACE)` would be one call, but NFS
+/// (a `ReadWriteMany` volume) does not support it; `link(2)` is exclusive there too.
+fn place_new(tmp: &Path, to: &Path) -> Result<(), BillError> {
+    let taken = || BillError::VersionTaken {
+        path: to.to_owned(),
+    };
+    match std::fs::hard_link(tmp, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken()),
+        Err(_) => {
+            let mut out = match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(to)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken()),
+                Err(e) => return Err(BillError::io(to, e)),
+            };
+            let copied = File::open(tmp)
+                .and_then(|mut from| std::io::copy(&mut from, &mut out))
+                .and_then(|_| out.sync_all());
+            if let Err(e) = copied {
+                // Ours (created exclusively just now), and incomplete.
+                std::fs::remove_file(to).ok();
+                return Err(BillError::io(to, e));
+            }
+        }
+    }
+    // Published by now; a staged name left behind goes with the staging folder (`cleanup`).
+    std::fs::remove_file(tmp).ok();
+    Ok(())
 }
 
 /// Writes one file atomically and durably (the manifest): `write` fills a temporary file
@@ -229,5 +268,39 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+
+    /// Two runs that chose the same version number: the second one's publish fails and the
+    /// first one's file stays (with `rename` it was replaced, and the manifest that listed it
+    /// then described other bytes).
+    #[test]
+    fn a_numbered_version_is_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let publication = |text: &str| Publication {
+            files: vec![stage(dir, "K1.v1.pdf", text.as_bytes()).unwrap()],
+            current: vec![("K1.v1.pdf".into(), "K1.pdf".into())],
+        };
+        publish(dir, vec![publication("first run")]).unwrap();
+        let e = publish(dir, vec![publication("second run")]).unwrap_err();
+        assert!(
+            matches!(&e, BillError::VersionTaken { path } if path.ends_with("K1.v1.pdf")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("K1.v1.pdf"), "{e}");
+        assert_eq!(e.exit_code(), 1);
+        for name in ["K1.v1.pdf", "K1.pdf"] {
+            assert_eq!(
+                std::fs::read_to_string(dir.join(name)).unwrap(),
+                "first run",
+                "{name}"
+            );
+        }
+        cleanup(dir);
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 }

@@ -332,9 +332,12 @@ fn evn_on_customers_get_pdf_and_csv_without_counselling_rows_and_reruns_change_n
         Some(sha256_hex(&std::fs::read(dir.join("K1002.csv")).unwrap()).as_str())
     );
     assert_eq!(e.versions[0].csv_file.as_deref(), Some("K1002.v1.csv"));
-    // Nothing half-written or temporary is left behind.
+    // Nothing half-written or temporary is left behind; the run's lock file stays (removing
+    // it would race with the next run's open).
     assert!(
-        names(&dir).iter().all(|n| !n.starts_with('.')),
+        names(&dir)
+            .iter()
+            .all(|n| !n.starts_with('.') || n == MONTH_LOCK),
         "{:?}",
         names(&dir)
     );
@@ -1264,4 +1267,102 @@ fn customers_with_a_password_get_protected_pdfs() {
     assert!(pdf_text(&dir.join("K1001.pdf")).contains("K1001"));
     let again = run(&cfg, &data, nov(), &out, &opts).unwrap();
     assert_eq!(again.written(), 0);
+}
+
+/// Holds `name` in the month folder as another process's run would (`flock`, which is per
+/// open file: a second open in this process conflicts like another process).
+fn hold(out: &Path, name: &str, op: rustix::fs::FlockOperation) -> std::fs::File {
+    let dir = out.join("2026-11");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(name))
+        .unwrap();
+    rustix::fs::flock(&f, op).unwrap();
+    f
+}
+
+/// Two runs of a month at once overwrote each other's numbered versions and manifests. A run
+/// now holds the month's lock: a second run stops at once, exit 1, naming the lock file, and
+/// writes nothing; once the first is gone (its lock released with its file, as when a
+/// process dies), the month bills normally.
+#[test]
+fn a_second_run_of_the_month_is_refused_while_the_first_holds_the_lock() {
+    use rustix::fs::FlockOperation::LockExclusive;
+    let cfg = config();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+
+    let first = hold(&out, ".bill.lock", LockExclusive);
+    let e = run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap_err();
+    assert!(matches!(&e, BillError::RunActive { .. }), "{e}");
+    assert_eq!(e.exit_code(), 1);
+    let msg = e.to_string();
+    assert!(msg.contains("2026-11/.bill.lock"), "{msg}");
+    assert!(msg.contains("another billing run"), "{msg}");
+    assert_eq!(
+        names(&out.join("2026-11")),
+        [".bill.lock"],
+        "nothing written"
+    );
+    // A shard of the month is refused as well: the whole-month run bills its customers too.
+    let mut shard = BillOptions::new(created());
+    shard.shard = Some("0/2".parse().unwrap());
+    let e = run(&cfg, &data, nov(), &out, &shard).unwrap_err();
+    assert!(matches!(&e, BillError::RunActive { .. }), "{e}");
+
+    drop(first);
+    let r = run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    assert!(r.manifest_written);
+}
+
+/// Shards of one month run at the same time by design (one Indexed Job pod each); the same
+/// shard twice, or a whole-month run beside a shard, is refused.
+#[test]
+fn shards_run_side_by_side_but_not_twice() {
+    use rustix::fs::FlockOperation::{LockExclusive, LockShared};
+    let cfg = config();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    // Shard 0/2 is running.
+    let _month = hold(&out, ".bill.lock", LockShared);
+    let _shard0 = hold(&out, ".bill.shard-0-of-2.lock", LockExclusive);
+    let with_shard = |s: &str| {
+        let mut o = BillOptions::new(created());
+        o.shard = Some(s.parse().unwrap());
+        o
+    };
+    run(&cfg, &data, nov(), &out, &with_shard("1/2")).unwrap();
+    for opts in [with_shard("0/2"), BillOptions::new(created())] {
+        let e = run(&cfg, &data, nov(), &out, &opts).unwrap_err();
+        assert!(matches!(&e, BillError::RunActive { .. }), "{e}");
+    }
+}
+
+/// A refused or failed run leaves no month folder (or EVN folder) it created for its lock.
+#[test]
+fn a_failed_first_run_leaves_no_folder_for_its_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    write(
+        &data,
+        "b.parquet",
+        &[call(
+            "x1",
+            "K9999",
+            "2026-11-09T10:00:00Z",
+            "+4915112345678",
+            "mobile",
+            "0.3728",
+            false,
+        )],
+    );
+    run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap_err();
+    assert!(!out.exists());
 }

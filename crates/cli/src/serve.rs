@@ -30,9 +30,15 @@ pub struct ServeArgs {
     /// instead of HS256 tokens signed with EVN_PORTAL_SECRET.
     #[arg(long, env = "EVN_PORTAL_PUBLIC_KEY_FILE")]
     jwt_public_key: Option<PathBuf>,
-    /// Require this `aud` claim in every token (otherwise `aud` is not checked).
+    /// Require this `aud` claim in every token. Required with --jwt-public-key: the identity
+    /// provider signs its other applications' tokens with the same key. Without a public key,
+    /// optional (`aud` is then not checked).
     #[arg(long, env = "EVN_PORTAL_AUDIENCE")]
     jwt_audience: Option<String>,
+    /// Require this `iss` claim in tokens verified with --jwt-public-key (the identity
+    /// provider's issuer URL). HS256 tokens of `evn token` carry no issuer and are not asked.
+    #[arg(long, env = "EVN_PORTAL_ISSUER")]
+    jwt_issuer: Option<String>,
     /// Downloads streamed at once; more wait for a slot (see --queue-timeout-secs).
     #[arg(long, default_value_t = evn_portal::DEFAULT_MAX_CONCURRENT_DOWNLOADS)]
     max_concurrent_downloads: usize,
@@ -92,8 +98,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
         .map(evn_portal::PublicKey::read)
         .transpose()
         .map_err(portal)?;
-    let auth =
+    let mut auth =
         evn_portal::AuthConfig::new(secret()?, public_key, args.jwt_audience).map_err(portal)?;
+    if let Some(issuer) = args.jwt_issuer {
+        auth = auth.with_issuer(issuer).map_err(portal)?;
+    }
     if args.max_concurrent_downloads == 0 {
         return Err(usage(anyhow::anyhow!(
             "--max-concurrent-downloads must be at least 1"

@@ -1,6 +1,12 @@
 //! Bearer tokens: who is asking. HS256 with the shared `EVN_PORTAL_SECRET`, RS256 or ES256 with
-//! the portal's public key; `exp` and `sub` required. Verification is `jsonwebtoken`'s; this
-//! module only decides which key and algorithm a token may use.
+//! the portal's public key; `exp` and `sub` required, `exp` at most [`MAX_LIFETIME`] ahead.
+//! Verification is `jsonwebtoken`'s; this module decides which key, algorithm, audience and
+//! issuer a token may have.
+//!
+//! A public key is an identity provider's, and the provider signs tokens for every application
+//! it serves with it: only `aud` (and `iss`, where the provider has several tenants or keys)
+//! tells a token for this portal from one for the CRM. So a public key is accepted only
+//! together with an audience ([`PortalError::AudienceRequired`]).
 
 use std::fmt;
 use std::path::Path;
@@ -21,6 +27,11 @@ pub const LEEWAY_SECS: u64 = 30;
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// `evn token --ttl` at most: a minted token cannot be revoked, only expire.
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A token whose `exp` lies further ahead than this is refused, whoever signed it: a stolen
+/// token cannot be revoked, so one valid for years would be a permanent key. [`MAX_TTL`] (what
+/// `evn token` mints at most) plus a day, so a 30-day token from a host whose clock runs ahead
+/// of this one still verifies; identity providers issue minutes to hours.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(MAX_TTL.as_secs() + 24 * 3600);
 
 /// The HS256 key. Never printed.
 #[derive(Clone)]
@@ -96,6 +107,9 @@ pub struct AuthConfig {
     secret: Option<HmacSecret>,
     public_key: Option<PublicKey>,
     audience: Option<String>,
+    /// Checked on public-key tokens only: `iss` names the identity provider, and the HS256
+    /// tokens of `evn token` have none.
+    issuer: Option<String>,
 }
 
 /// Why a request is not authenticated. Both are a 401; the reason goes to the debug log only.
@@ -136,8 +150,9 @@ struct MintedClaims<'a> {
 }
 
 impl AuthConfig {
-    /// At least one key. With `audience`, tokens must carry that `aud`; without, `aud` is not
-    /// looked at (the key is then this service's alone).
+    /// At least one key. With `audience`, every token must carry that `aud`; without, `aud` is
+    /// not looked at, which is allowed only with the HS256 secret alone (that key is this
+    /// service's own, an identity provider's public key is not).
     pub fn new(
         secret: Option<HmacSecret>,
         public_key: Option<PublicKey>,
@@ -146,15 +161,43 @@ impl AuthConfig {
         if secret.is_none() && public_key.is_none() {
             return Err(PortalError::NoKey);
         }
+        if audience.as_deref() == Some("") {
+            return Err(PortalError::EmptyClaim {
+                flag: "--jwt-audience",
+            });
+        }
+        if public_key.is_some() && audience.is_none() {
+            return Err(PortalError::AudienceRequired);
+        }
         Ok(AuthConfig {
             secret,
             public_key,
             audience,
+            issuer: None,
         })
+    }
+
+    /// Public-key tokens must also carry this `iss`. Needs a public key: HS256 tokens of
+    /// `evn token` name no issuer, so the option would check nothing there.
+    pub fn with_issuer(mut self, issuer: String) -> Result<AuthConfig, PortalError> {
+        if issuer.is_empty() {
+            return Err(PortalError::EmptyClaim {
+                flag: "--jwt-issuer",
+            });
+        }
+        if self.public_key.is_none() {
+            return Err(PortalError::IssuerWithoutPublicKey);
+        }
+        self.issuer = Some(issuer);
+        Ok(self)
     }
 
     pub fn audience(&self) -> Option<&str> {
         self.audience.as_deref()
+    }
+
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
     }
 
     /// The customer id (`sub`) of a valid token.
@@ -171,34 +214,45 @@ impl AuthConfig {
         // which also refuses any algorithm but the one the key is for (`alg: none` included).
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(reason(&e)))?;
-        let (key, alg) = match (header.alg, &self.secret, &self.public_key) {
+        let (key, alg, issuer) = match (header.alg, &self.secret, &self.public_key) {
             (Algorithm::HS256, Some(secret), _) => {
-                (DecodingKey::from_secret(&secret.0), Algorithm::HS256)
+                (DecodingKey::from_secret(&secret.0), Algorithm::HS256, None)
             }
             (Algorithm::RS256, _, Some(k @ PublicKey::Rsa(key)))
-            | (Algorithm::ES256, _, Some(k @ PublicKey::Ec(key))) => (key.clone(), k.algorithm()),
+            | (Algorithm::ES256, _, Some(k @ PublicKey::Ec(key))) => {
+                (key.clone(), k.algorithm(), self.issuer.as_deref())
+            }
             _ => return Err(AuthError::Invalid("algorithm not accepted")),
         };
         let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
         match &self.audience {
             Some(aud) => {
                 validation.set_audience(&[aud]);
-                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                required.push("aud");
             }
-            None => {
-                validation.validate_aud = false;
-                validation.set_required_spec_claims(&["exp", "sub"]);
-            }
+            None => validation.validate_aud = false,
         }
+        if let Some(iss) = issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<VerifiedClaims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(reason(&e)))?;
-        match (data.claims.sub, data.claims.exp) {
-            (Some(sub), Some(exp)) => Ok(Verified { sub, exp }),
-            _ => Err(AuthError::Invalid("missing claim")),
+        let (Some(sub), Some(exp)) = (data.claims.sub, data.claims.exp) else {
+            return Err(AuthError::Invalid("missing claim"));
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if exp > now.saturating_add(MAX_LIFETIME.as_secs()) {
+            return Err(AuthError::Invalid("lifetime too long"));
         }
+        Ok(Verified { sub, exp })
     }
 }
 
@@ -210,6 +264,7 @@ fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "algorithm not accepted",
         ErrorKind::MissingRequiredClaim(_) => "missing claim",
         ErrorKind::InvalidAudience => "wrong audience",
+        ErrorKind::InvalidIssuer => "wrong issuer",
         _ => "malformed",
     }
 }
@@ -473,6 +528,147 @@ mod tests {
         );
         // Without a configured audience a token's `aud` is not looked at.
         assert_eq!(hs().verify(&with("anything")), Ok("K1".into()));
+    }
+
+    // A P-256 pair made for these tests only (`openssl ecparam -name prime256v1 -genkey`).
+    const IDP_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgOnsrKjSSYpvNahc6
+6wI5fmLeb/qPAAg4BrMVNtKl7eWhRANCAARonc+VZl/bDj+cuwhqMIeogk+fHe0Q
+91Ezm+JnoSFpZpeLrrrknJpqdtTWTRpL1mn2tH+ycOivc8sMjngWuQR1
+-----END PRIVATE KEY-----
+";
+    const IDP_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaJ3PlWZf2w4/nLsIajCHqIJPnx3t
+EPdRM5viZ6EhaWaXi6665JyaanbU1k0aS9Zp9rR/snDor3PLDI54FrkEdQ==
+-----END PUBLIC KEY-----
+";
+
+    fn idp_key() -> PublicKey {
+        PublicKey::from_pem(Path::new("idp.pem"), IDP_PUBLIC.as_bytes()).unwrap()
+    }
+
+    fn idp_token(claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            claims,
+            &EncodingKey::from_ec_pem(IDP_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The bug: with an identity provider's key and no audience, its token for another
+    /// application (`aud: crm-backoffice`) opened the customer's EVNs. Such a configuration is
+    /// now refused, and a configured issuer is checked.
+    #[test]
+    fn a_public_key_needs_an_audience_and_checks_a_configured_issuer() {
+        let e = AuthConfig::new(None, Some(idp_key()), None).unwrap_err();
+        assert!(matches!(e, PortalError::AudienceRequired), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--jwt-audience"), "{e}");
+        let e = AuthConfig::new(
+            Some(HmacSecret::new(SECRET).unwrap()),
+            Some(idp_key()),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, PortalError::AudienceRequired), "{e}");
+        let e = AuthConfig::new(None, Some(idp_key()), Some(String::new())).unwrap_err();
+        assert!(matches!(e, PortalError::EmptyClaim { .. }), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        // The issuer is checked on the identity provider's tokens, so it needs its key.
+        let e = hs().with_issuer("https://idp.example".into()).unwrap_err();
+        assert!(matches!(e, PortalError::IssuerWithoutPublicKey), "{e}");
+        assert_eq!(e.exit_code(), 2);
+
+        let n = now();
+        let cfg = AuthConfig::new(
+            Some(HmacSecret::new(SECRET).unwrap()),
+            Some(idp_key()),
+            Some("evn-portal".into()),
+        )
+        .unwrap()
+        .with_issuer("https://idp.example".into())
+        .unwrap();
+        let idp = |claims: serde_json::Value| cfg.verify(&idp_token(&claims));
+        assert_eq!(
+            idp(
+                serde_json::json!({"sub": "K1001", "exp": n + 300, "aud": "evn-portal", "iss": "https://idp.example"})
+            ),
+            Ok("K1001".into())
+        );
+        assert_eq!(
+            idp(
+                serde_json::json!({"sub": "K1001", "exp": n + 300, "aud": "crm-backoffice", "iss": "https://idp.example"})
+            ),
+            Err(AuthError::Invalid("wrong audience"))
+        );
+        assert_eq!(
+            idp(serde_json::json!({"sub": "K1001", "exp": n + 300, "iss": "https://idp.example"})),
+            Err(AuthError::Invalid("missing claim"))
+        );
+        assert_eq!(
+            idp(
+                serde_json::json!({"sub": "K1001", "exp": n + 300, "aud": "evn-portal", "iss": "https://other-tenant.example"})
+            ),
+            Err(AuthError::Invalid("wrong issuer"))
+        );
+        assert_eq!(
+            idp(serde_json::json!({"sub": "K1001", "exp": n + 300, "aud": "evn-portal"})),
+            Err(AuthError::Invalid("missing claim"))
+        );
+        // `evn token`'s HS256 tokens name no issuer and are not asked for one; the audience
+        // holds for every token.
+        let minted = |aud| {
+            mint_hs256(
+                &HmacSecret::new(SECRET).unwrap(),
+                &CustomerId::parse("K1001").unwrap(),
+                Duration::from_secs(60),
+                SystemTime::now(),
+                aud,
+            )
+        };
+        assert_eq!(cfg.verify(&minted(Some("evn-portal"))), Ok("K1001".into()));
+        assert_eq!(
+            cfg.verify(&minted(None)),
+            Err(AuthError::Invalid("missing claim"))
+        );
+    }
+
+    #[test]
+    fn an_exp_beyond_the_longest_lifetime_is_refused() {
+        let n = now();
+        let h = Header::new(Algorithm::HS256);
+        let with_exp =
+            |exp: u64| sign(&h, &serde_json::json!({"sub": "K1001", "exp": exp}), SECRET);
+        // What `evn token --ttl 30d` mints, even from a clock some hours ahead.
+        assert_eq!(
+            hs().verify(&with_exp(n + MAX_TTL.as_secs())),
+            Ok("K1001".into())
+        );
+        assert_eq!(
+            hs().verify(&with_exp(n + MAX_TTL.as_secs() + 12 * 3600)),
+            Ok("K1001".into())
+        );
+        for exp in [
+            n + MAX_LIFETIME.as_secs() + 60,
+            n + 365 * 86_400,
+            u64::from(u32::MAX) * 4,
+        ] {
+            assert_eq!(
+                hs().verify(&with_exp(exp)),
+                Err(AuthError::Invalid("lifetime too long")),
+                "{exp}"
+            );
+        }
+        // Whoever signed it.
+        let cfg = AuthConfig::new(None, Some(idp_key()), Some("evn-portal".into())).unwrap();
+        let long = idp_token(
+            &serde_json::json!({"sub": "K1001", "exp": n + 365 * 86_400, "aud": "evn-portal"}),
+        );
+        assert_eq!(
+            cfg.verify(&long),
+            Err(AuthError::Invalid("lifetime too long"))
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! A request goes through four gates, in this order, and only the last touches the disk:
 //! 1. **Authentication** ([`auth`]): a bearer JWT (HS256 with `EVN_PORTAL_SECRET`, or RS256/ES256
-//!    with a public key), `exp` required → otherwise 401.
+//!    with a public key and then always a required `aud`, `iss` if configured), `exp` required
+//!    and at most [`auth::MAX_LIFETIME`] ahead → otherwise 401.
 //! 2. **Authorisation**: the token's `sub` must equal the customer id in the path, byte for
 //!    byte → otherwise 403, decided before any file is looked at, so a 403 says nothing about
 //!    whether that customer or month exists.
@@ -117,6 +118,12 @@ pub enum PortalError {
     SecretTooShort { len: usize, min: usize },
     #[error("no token key configured: set EVN_PORTAL_SECRET (HS256) or give a public key file (RS256/ES256)")]
     NoKey,
+    #[error("a token public key (--jwt-public-key) needs an audience (--jwt-audience or EVN_PORTAL_AUDIENCE): the identity provider signs tokens for its other applications with the same key, and only `aud` tells this portal's apart")]
+    AudienceRequired,
+    #[error("--jwt-issuer needs --jwt-public-key: it is checked on the identity provider's tokens, and tokens signed with EVN_PORTAL_SECRET name no issuer")]
+    IssuerWithoutPublicKey,
+    #[error("{flag} is empty; give the value the identity provider puts in the token, or leave the option out")]
+    EmptyClaim { flag: &'static str },
     #[error("{path}: not a usable public key: {detail}; expected a PEM RSA (RS256) or P-256 EC (ES256) public key")]
     PublicKey { path: PathBuf, detail: String },
     #[error("--ttl {input:?}: {detail}")]
@@ -156,6 +163,9 @@ impl PortalError {
             PortalError::SecretTooShort { .. }
             | PortalError::NoKey
             | PortalError::PublicKey { .. }
+            | PortalError::AudienceRequired
+            | PortalError::IssuerWithoutPublicKey
+            | PortalError::EmptyClaim { .. }
             | PortalError::Ttl { .. }
             | PortalError::CustomerId { .. }
             | PortalError::EvnDir { .. }

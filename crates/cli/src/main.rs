@@ -455,7 +455,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 // whose month is still running: calls still to come make a version 2.
                 tracing::warn!(
                     %month,
-                    "the month has not ended yet in Europe/Berlin: its EVNs miss the calls still to come, which will make new versions"
+                    "the month has not ended yet (German time): its bills miss the calls still to come, which will make new versions"
                 );
             }
             let mut opts = evn_billing::BillOptions::new(today);

@@ -66,6 +66,11 @@ impl Broker {
             .to_owned();
         Broker { child, addr }
     }
+
+    /// CPU seconds the broker has used so far (its fetch responses, all threads).
+    fn cpu_s(&self) -> f64 {
+        evn_benches::cpu_s_of(self.child.id())
+    }
 }
 
 impl Drop for Broker {
@@ -140,6 +145,7 @@ fn find_kcat() -> Option<&'static str> {
 fn kcat(bin: &str, broker: &Broker, n: usize) -> serde_json::Value {
     let t = Instant::now();
     let cpu0 = evn_benches::children_cpu_s();
+    let broker_cpu0 = broker.cpu_s();
     let mut child = Command::new(bin)
         .args([
             "-C",
@@ -175,15 +181,17 @@ fn kcat(bin: &str, broker: &Broker, n: usize) -> serde_json::Value {
     let to_exit = t.elapsed().as_secs_f64();
     let secs = read_in.map_or(to_exit, |d| d.as_secs_f64());
     let cpu_s = evn_benches::children_cpu_s() - cpu0;
+    let broker_cpu_s = broker.cpu_s() - broker_cpu0;
     assert!(status.success(), "kcat failed: {status}");
     assert_eq!(records, n, "kcat read every record");
     println!(
-        "  kcat raw read: {records} records in {secs:.2} s (exit at {to_exit:.2} s) = {:.0} records/s ({:.0} MB/s); CPU {cpu_s:.2} s = {:.2} µs per record",
+        "  kcat raw read: {records} records in {secs:.2} s (exit at {to_exit:.2} s) = {:.0} records/s ({:.0} MB/s); CPU {cpu_s:.2} s = {:.2} µs per record, broker {broker_cpu_s:.2} s = {:.2} µs per record",
         records as f64 / secs,
         bytes as f64 / secs / 1e6,
         cpu_s / records as f64 * 1e6,
+        broker_cpu_s / records as f64 * 1e6,
     );
-    serde_json::json!({ "records": records, "seconds": secs, "seconds_to_exit": to_exit, "records_per_s": (records as f64 / secs).round(), "mb_per_s": bytes as f64 / secs / 1e6, "cpu_s": cpu_s, "cpu_us_per_record": cpu_s / records as f64 * 1e6 })
+    serde_json::json!({ "records": records, "seconds": secs, "seconds_to_exit": to_exit, "records_per_s": (records as f64 / secs).round(), "mb_per_s": bytes as f64 / secs / 1e6, "cpu_s": cpu_s, "cpu_us_per_record": cpu_s / records as f64 * 1e6, "broker_cpu_s": broker_cpu_s, "broker_cpu_us_per_record": broker_cpu_s / records as f64 * 1e6 })
 }
 
 fn pinned() -> bool {
@@ -209,6 +217,7 @@ fn ingest(
     let start = Instant::now();
     let started_at = SystemTime::now();
     let cpu0 = evn_benches::children_cpu_s();
+    let broker_cpu0 = broker.cpu_s();
     let pin = pinned();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut children: Vec<Child> = (0..procs)
@@ -314,9 +323,12 @@ fn ingest(
     // Every process's CPU, the idle wait's few polls included: per CDR, the cost of ingest on
     // any machine, where CDRs/s also says how busy this one was.
     let cpu_s = evn_benches::children_cpu_s() - cpu0;
+    // The broker's share: with it, what a CDR costs the 2 cores, the budget that decides
+    // how fast any number of ingest processes can go here.
+    let broker_cpu_s = broker.cpu_s() - broker_cpu0;
     let parquet_bytes = parquet_bytes(&data);
     println!(
-        "  evn ingest x{procs}{}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files, {:.1} MB = {:.1} bytes per stored CDR) in {secs:.2} s to the last commit (+{IDLE_S} s idle wait; exit at {wall:.2} s) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB; CPU {cpu_s:.2} s = {:.2} µs per CDR",
+        "  evn ingest x{procs}{}: {consumed} CDRs ({stored} stored, {replayed} replayed, {files} files, {:.1} MB = {:.1} bytes per stored CDR) in {secs:.2} s to the last commit (+{IDLE_S} s idle wait; exit at {wall:.2} s) = {:.0} CDRs/s ({:.0} MB/s); wall incl. idle {:.0} CDRs/s; peak RSS {:?} MiB; CPU {cpu_s:.2} s = {:.2} µs per CDR, broker {broker_cpu_s:.2} s = {:.2} µs per CDR",
         if pin { " (one core each)" } else { "" },
         parquet_bytes as f64 / 1e6,
         parquet_bytes as f64 / stored.max(1) as f64,
@@ -325,6 +337,7 @@ fn ingest(
         n as f64 / wall,
         peaks.iter().map(|p| p.round()).collect::<Vec<_>>(),
         cpu_s / n as f64 * 1e6,
+        broker_cpu_s / n as f64 * 1e6,
     );
     let _ = std::fs::remove_dir_all(&data);
     serde_json::json!({
@@ -339,6 +352,8 @@ fn ingest(
         "peak_rss_mib": peaks,
         "cpu_s": cpu_s,
         "cpu_us_per_cdr": cpu_s / n as f64 * 1e6,
+        "broker_cpu_s": broker_cpu_s,
+        "broker_cpu_us_per_cdr": broker_cpu_s / n as f64 * 1e6,
     })
 }
 

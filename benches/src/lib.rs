@@ -142,10 +142,21 @@ pub fn children_cpu_s() -> f64 {
     self_stat_seconds(16..18)
 }
 
-/// The sum of `/proc/self/stat` fields `fields` (numbered from 1, as in proc(5)), which are
-/// clock ticks (100 Hz on Linux x86-64), in seconds.
+/// CPU time (user + system, all threads) that the running process `pid` has used so far, in
+/// seconds: the difference around a run is what a long-lived helper (the bench's broker) spent
+/// on it.
+pub fn cpu_s_of(pid: u32) -> f64 {
+    stat_seconds(&format!("/proc/{pid}/stat"), 14..16)
+}
+
 fn self_stat_seconds(fields: std::ops::Range<usize>) -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_seconds("/proc/self/stat", fields)
+}
+
+/// The sum of the fields `fields` (numbered from 1, as in proc(5)) of a `stat` file, which are
+/// clock ticks (100 Hz on Linux x86-64), in seconds.
+fn stat_seconds(path: &str, fields: std::ops::Range<usize>) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<u64> = after
         .split_whitespace()

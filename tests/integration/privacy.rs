@@ -1009,3 +1009,48 @@ fn a_url_missing_a_slash_is_refused_not_written_to_a_local_folder() {
         assert!(!tmp.path().join(format!("{scheme}:")).exists(), "{args:?}");
     }
 }
+
+/// Traffic data is nobody else's business: started with umask 000, the whole pipeline (the
+/// demo: broker, ingest, billing run) still creates nothing that other users may read, write
+/// or enter.
+#[test]
+fn nothing_evn_writes_is_open_to_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = std::process::Command::new("sh")
+        .args(["-c", r#"umask 000 && exec "$0" demo --dir "$1""#])
+        .arg(bin())
+        .arg(&dir)
+        .env("EVN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut seen, mut stack) = (0, vec![dir.clone()]);
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(
+                mode & 0o007,
+                0,
+                "{} is open to others: {mode:o}",
+                e.path().display()
+            );
+            seen += 1;
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    let pdfs = walk(&dir.join("evn"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .count();
+    assert!(pdfs >= 2 && seen > 10, "{seen} entries, {pdfs} EVNs");
+}

@@ -259,6 +259,7 @@ pub(crate) fn data_keys() -> Result<Option<Arc<evn_keys::Keyring>>, Failure> {
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    keep_others_out();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EVN_LOG")
@@ -284,6 +285,16 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// What evn writes is traffic data (Parquet, EVNs, spill and commit files) or keys to it: other
+/// users of the machine get no access, whatever umask evn was started with (a default 022
+/// would make every file world-readable). Only narrows the mask: an operator's stricter 077
+/// stays; the group keeps read access, for a portal that runs under a shared group.
+fn keep_others_out() {
+    use rustix::fs::Mode;
+    let old = rustix::process::umask(Mode::from_raw_mode(0o077));
+    rustix::process::umask(old | Mode::from_raw_mode(0o027));
 }
 
 /// Colour codes in a log file or a journal are noise around every field; a person at a

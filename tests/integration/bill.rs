@@ -37,7 +37,11 @@ fn stored(id: &str, customer: &str, start: &str, called: &str, zone: &str) -> St
 }
 
 fn write(data: &Path, rows: &[StoredCall]) {
-    let dir = evn_store::month_dir(data, "2026-11".parse().unwrap());
+    write_month(data, "2026-11", rows);
+}
+
+fn write_month(data: &Path, month: &str, rows: &[StoredCall]) {
+    let dir = evn_store::month_dir(data, month.parse().unwrap());
     std::fs::create_dir_all(&dir).unwrap();
     evn_store::write_file(&dir.join("a.parquet"), rows, WriteOptions::default()).unwrap();
 }
@@ -240,4 +244,53 @@ fn a_second_bill_run_of_the_month_exits_1_while_the_first_runs_and_not_after_it_
         "{}",
         String::from_utf8_lossy(&third.stderr)
     );
+}
+
+/// Calls an hour apart in the repeated autumn hour read `02:30:00 A` and `02:30:00 B` in the
+/// PDF's text layer and the CSV, the EVN says what A and B mean, and the rows keep the order
+/// in which the calls were made.
+#[test]
+fn the_evn_tells_the_two_passes_of_the_repeated_autumn_hour_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let call = |id, start| stored(id, "K1002", start, "+4915112345678", "mobile");
+    write_month(
+        &data,
+        "2026-10",
+        &[
+            call("d2", "2026-10-25T01:30:00Z"),
+            call("d1", "2026-10-25T00:30:00Z"),
+            call("d3", "2026-10-25T02:30:00Z"),
+        ],
+    );
+    let o = bill(&data, &out, "2026-10", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = out.join("2026-10");
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(dir.join("K1002.pdf"))
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils; scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let times: Vec<&str> = ["02:30:00 A", "02:30:00 B", "03:30:00"]
+        .into_iter()
+        .filter(|t| text.contains(&format!("25.10.2026 {t}")))
+        .collect();
+    assert_eq!(times.len(), 3, "{text}");
+    let at = |t: &str| text.find(&format!("25.10.2026 {t}")).unwrap();
+    assert!(at("02:30:00 A") < at("02:30:00 B") && at("02:30:00 B") < at("03:30:00"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("Am 25.10.2026 wurde die Stunde von 2 bis 3 Uhr")
+            && flat.contains("„A“ kennzeichnet Uhrzeiten im ersten Durchlauf (Sommerzeit, MESZ)"),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(dir.join("K1002.csv")).unwrap();
+    let csv_times: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(';').nth(3).unwrap())
+        .collect();
+    assert_eq!(csv_times, ["02:30:00 A", "02:30:00 B", "03:30:00"], "{csv}");
 }

@@ -744,8 +744,8 @@ fn month_boundary_and_dst_calls_are_in_the_right_evn() {
             .map(|(id, t)| call(id, "K1002", t, "+4915112345678", "mobile", "0.1000", false))
             .collect()
     };
-    // October in Berlin: the two 02:30 of 25 October (CEST, then CET), and 31 October
-    // 23:59:59 CET.
+    // October in Berlin: the two 02:30 of 25 October (CEST, then CET: printed with A and B),
+    // and 31 October 23:59:59 CET.
     let october = rows(&[
         ("d1", "2026-10-25T01:30:00Z"),
         ("d2", "2026-10-25T00:30:00Z"),
@@ -775,8 +775,8 @@ fn month_boundary_and_dst_calls_are_in_the_right_evn() {
     assert_eq!(
         rows_of("2026-10"),
         [
-            pair("25.10.2026", "02:30:00"),
-            pair("25.10.2026", "02:30:00"),
+            pair("25.10.2026", "02:30:00 A"),
+            pair("25.10.2026", "02:30:00 B"),
             pair("31.10.2026", "23:59:59"),
         ]
     );

@@ -1,7 +1,7 @@
 //! German formats for the EVN: `24.11.2026`, `14:05:09` (Europe/Berlin), `0:02:02`,
 //! `1.234,56 €`, and dialled numbers in national notation (`0151 12345678`).
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::{Europe::Berlin, Tz};
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -28,14 +28,39 @@ impl Local {
         date(self.0.date_naive())
     }
 
-    /// `14:05:09`
+    /// `14:05:09`. In the hour that the autumn change to standard time repeats, `02:30:00 A`
+    /// (its first pass, summer time) or `02:30:00 B` (its second, MEZ): two calls an hour
+    /// apart would otherwise print the same time, and the later one could not be told from
+    /// the earlier. A and B are the PTB's names for the two passes (2A, 2B); the EVN explains
+    /// them in a notice ([`crate::EvnDocument::notices`]).
     pub fn time(&self) -> String {
-        format!(
+        let hms = format!(
             "{:02}:{:02}:{:02}",
             self.0.hour(),
             self.0.minute(),
             self.0.second()
-        )
+        );
+        match self.repeated_hour() {
+            Some(pass) => format!("{hms} {pass}"),
+            None => hms,
+        }
+    }
+
+    /// `Some('A')` or `Some('B')` for an instant in the first or second pass of the repeated
+    /// autumn hour, `None` for every other.
+    pub fn repeated_hour(&self) -> Option<char> {
+        // The only local hour Berlin's rules repeat is 02:00–03:00 on an October night: a
+        // cheap test first, so that an EVN's rows do not each pay a time-zone lookup.
+        if self.0.month() != 10 || self.0.hour() != 2 {
+            return None;
+        }
+        match Berlin.from_local_datetime(&self.0.naive_local()) {
+            LocalResult::Ambiguous(..) => {
+                let summer = self.0.offset().fix().local_minus_utc() > 3600;
+                Some(if summer { 'A' } else { 'B' })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -63,8 +88,8 @@ pub fn local_date(t: DateTime<Utc>) -> String {
     Local::of(t).date()
 }
 
-/// The Europe/Berlin wall-clock time of an instant, `14:05:09`. In the repeated hour of the
-/// autumn DST change two different instants print the same time; rows stay in UTC order.
+/// The Europe/Berlin wall-clock time of an instant, `14:05:09`; in the repeated hour of the
+/// autumn DST change `02:30:00 A` (summer time) and `02:30:00 B` (standard time).
 pub fn local_time(t: DateTime<Utc>) -> String {
     Local::of(t).time()
 }
@@ -233,10 +258,22 @@ mod tests {
     #[test]
     fn autumn_dst_hour_happens_twice() {
         let t = |s: &str| DateTime::<Utc>::from_str(s).unwrap();
-        // 00:30Z is 02:30 CEST; 01:30Z is 02:30 CET, an hour later.
-        assert_eq!(local_time(t("2026-10-25T00:30:00Z")), "02:30:00");
-        assert_eq!(local_time(t("2026-10-25T01:30:00Z")), "02:30:00");
+        // 00:30Z is 02:30 CEST; 01:30Z is 02:30 CET, an hour later: told apart as A and B.
+        assert_eq!(local_time(t("2026-10-25T00:30:00Z")), "02:30:00 A");
+        assert_eq!(local_time(t("2026-10-25T01:30:00Z")), "02:30:00 B");
         assert_eq!(local_date(t("2026-10-25T01:30:00Z")), "25.10.2026");
+        // The edges of the two passes, and the hours around them, which are not repeated.
+        assert_eq!(local_time(t("2026-10-24T23:59:59Z")), "01:59:59");
+        assert_eq!(local_time(t("2026-10-25T00:00:00Z")), "02:00:00 A");
+        assert_eq!(local_time(t("2026-10-25T00:59:59Z")), "02:59:59 A");
+        assert_eq!(local_time(t("2026-10-25T01:00:00Z")), "02:00:00 B");
+        assert_eq!(local_time(t("2026-10-25T01:59:59Z")), "02:59:59 B");
+        assert_eq!(local_time(t("2026-10-25T02:00:00Z")), "03:00:00");
+        // 02:30 on another October night is an ordinary time; so is 2027's change, a week
+        // later in the month (31 October).
+        assert_eq!(local_time(t("2026-10-18T00:30:00Z")), "02:30:00");
+        assert_eq!(local_time(t("2027-10-31T00:30:00Z")), "02:30:00 A");
+        assert_eq!(local_time(t("2027-10-31T01:30:00Z")), "02:30:00 B");
         // Spring: 01:00Z is 03:00 CEST, 02:00-03:00 never shows.
         assert_eq!(local_time(t("2026-03-29T00:59:59Z")), "01:59:59");
         assert_eq!(local_time(t("2026-03-29T01:00:00Z")), "03:00:00");

@@ -277,6 +277,13 @@ impl EvnDocument {
              Gesamtsumme enthalten."
                 .to_owned(),
         );
+        if let Some(day) = self.repeated_hour_day() {
+            out.push(format!(
+                "Uhrzeiten sind deutsche Zeit. Am {day} wurde die Stunde von 2 bis 3 Uhr bei der \
+                 Umstellung auf die Normalzeit zweimal durchlaufen: „A“ kennzeichnet Uhrzeiten \
+                 im ersten Durchlauf (Sommerzeit, MESZ), „B“ im zweiten (Normalzeit, MEZ)."
+            ));
+        }
         if self.rounding_shows() {
             out.push(
                 "Die Beträge je Verbindung sind auf volle Cent gerundet; Summen werden aus den \
@@ -287,6 +294,18 @@ impl EvnDocument {
         }
         out.push("Alle Beträge sind Nettobeträge in Euro.".to_owned());
         out
+    }
+
+    /// The date (`25.10.2026`) of the repeated autumn hour if a listed call started in it,
+    /// so that the A and B after its times ([`crate::format::Local::time`]) are explained
+    /// where they appear, and only there.
+    fn repeated_hour_day(&self) -> Option<String> {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.rows)
+            .map(|r| crate::format::Local::of(r.start_time))
+            .find(|l| l.repeated_hour().is_some())
+            .map(|l| l.date())
     }
 
     /// Whether a printed sum differs from the sum of the printed amounts it covers: charges
@@ -414,6 +433,41 @@ mod tests {
             call(0, 2, 1050, true, 0)
         ]));
         assert!(!notice(vec![]));
+    }
+
+    /// Calls in the repeated autumn hour print as `02:30:00 A` / `B`, and the EVN explains
+    /// the letters; a counselling call in that hour, which is not listed, must not make the
+    /// notice appear (it would tell that some call was made then).
+    #[test]
+    fn repeated_hour_notice_only_for_listed_calls_in_it() {
+        let at = |utc: &str, hidden: bool| EvnCall {
+            start_time: utc.parse().unwrap(),
+            ..call(0, 0, 1000, hidden, 0)
+        };
+        let notice = |calls: Vec<EvnCall>| {
+            EvnDocument::build(header(), calls, false, vec![])
+                .notices()
+                .into_iter()
+                .find(|n| n.contains("zweimal durchlaufen"))
+        };
+        let n = notice(vec![
+            at("2026-10-25T00:30:00Z", false),
+            at("2026-10-25T01:10:00Z", false),
+        ])
+        .expect("the notice");
+        assert!(
+            n.contains("Am 25.10.2026") && n.contains("„A“") && n.contains("MEZ"),
+            "{n}"
+        );
+        assert!(notice(vec![at("2026-10-25T01:10:00Z", false)]).is_some());
+        assert_eq!(notice(vec![at("2026-10-25T02:30:00Z", false)]), None);
+        assert_eq!(
+            notice(vec![
+                at("2026-10-25T00:30:00Z", true),
+                at("2026-10-25T05:00:00Z", false)
+            ]),
+            None
+        );
     }
 
     proptest! {

@@ -246,7 +246,8 @@ impl BillReport {
 /// The customer row that decides whether a month gets an EVN and in which notation: the row in
 /// force on the month's first day, or, for a customer whose first row starts within the month,
 /// that row. An EVN requested mid-month applies from the next month (DOMAIN.md: "billing
-/// periods after the request").
+/// periods after the request"); one cancelled mid-month lists the calls before that day only
+/// ([`build_document`]).
 pub fn evn_row<'c>(
     config: &'c Config,
     customer_id: &str,
@@ -344,11 +345,21 @@ pub fn build_document(
         .into_iter()
         .map(|z| config.tariffs.label(z.as_str()).to_owned())
         .collect();
+    // A customer who cancels the EVN within the month gets no itemisation from that day on
+    // (DOMAIN.md: the setting in force at a call's start applies); asking again later in the
+    // month only counts from the next month, as any request does.
+    let cancelled_from = in_month
+        .iter()
+        .filter(|r| r.valid_from > month.first_day() && !r.evn)
+        .map(|r| r.valid_from)
+        .min();
     let calls = calls
         .into_iter()
         .filter_map(|c| evn_rating::rerate(c, config))
         .map(|c| EvnCall {
-            hidden: c.counselling || config.counselling.contains(&c.called_number),
+            hidden: c.counselling
+                || config.counselling.contains(&c.called_number)
+                || cancelled_from.is_some_and(|d| evn_rating::berlin_date(c.start_time) >= d),
             zone_label: config.tariffs.label(&c.zone).to_owned(),
             calling_number: c.calling_number.into(),
             called_number: c.called_number.into(),
@@ -358,12 +369,9 @@ pub fn build_document(
             shortened: c.shortened,
         })
         .collect();
-    Some(EvnDocument::build(
-        header,
-        calls,
-        shortened_setting,
-        flatrate_zones,
-    ))
+    let mut doc = EvnDocument::build(header, calls, shortened_setting, flatrate_zones);
+    doc.cancelled_from = cancelled_from;
+    Some(doc)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

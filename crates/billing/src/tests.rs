@@ -1366,3 +1366,67 @@ fn a_failed_first_run_leaves_no_folder_for_its_lock() {
     run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap_err();
     assert!(!out.exists());
 }
+
+/// A customer who cancels the EVN from 15 November (a row with `evn` false) gets November's
+/// EVN for the calls before that day only (the setting in force at a call's start applies);
+/// the later calls are billed, in the total and the not-itemised line, and the EVN says
+/// from when it stopped itemising. Asking again on the 20th changes nothing this month.
+#[test]
+fn an_evn_cancelled_within_the_month_lists_only_the_calls_before_that_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let k1002 = |id, start, called| call(id, "K1002", start, called, "mobile", "0.3729", false);
+    write(
+        &data,
+        "a.parquet",
+        &[
+            // 14 November 23:59:59 in Berlin: still listed.
+            k1002("before", "2026-11-14T22:59:59Z", "+4915112345601"),
+            // 15 November 00:00:00 in Berlin: not listed any more.
+            k1002("after", "2026-11-14T23:00:00Z", "+4915112345602"),
+            k1002("again", "2026-11-21T10:00:00Z", "+4915112345603"),
+        ],
+    );
+    let row = |evn: bool, from: &str| {
+        format!("K1002,Bäckerei Größler e.K.,Schloßallee 12,80331,München,office_basic,{evn},false,{from}\n")
+    };
+    let cfg = edited_config(&tmp.path().join("config"), "customers.csv", |c| {
+        format!("{c}{}{}", row(false, "2026-11-15"), row(true, "2026-11-20"))
+    });
+    run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let dir = out.join("2026-11");
+    let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
+    let e = &m.customers["K1002"];
+    assert_eq!((e.connections, e.billed_connections), (1, 3));
+    assert_eq!(e.total, "1.1187");
+    let text = pdf_text(&dir.join("K1002.pdf"));
+    assert!(text.contains("0151 12345601"), "{text}");
+    for hidden in [
+        "0151 12345602",
+        "0151 12345603",
+        "15.11.2026 00:00",
+        "21.11.2026",
+    ] {
+        assert!(!text.contains(hidden), "{hidden} listed: {text}");
+    }
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("Einzelverbindungsnachweis zum 15.11.2026 abbestellt"),
+        "{text}"
+    );
+    assert!(flat.contains("Gesamtsumme (netto) 3 1,12 €"), "{text}");
+    assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 1);
+
+    // December: the new request of the 20th is in force on the 1st, so every call is listed.
+    let dec: BillingMonth = "2026-12".parse().unwrap();
+    write_in(
+        &data,
+        dec,
+        "d.parquet",
+        &[k1002("dec", "2026-12-02T10:00:00Z", "+4915112345604")],
+    );
+    run(&cfg, &data, dec, &out, &BillOptions::new(created())).unwrap();
+    let text = pdf_text(&out.join("2026-12/K1002.pdf"));
+    assert!(text.contains("0151 12345604"), "{text}");
+    assert!(!text.contains("abbestellt"), "{text}");
+}

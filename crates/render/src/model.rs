@@ -105,6 +105,9 @@ pub struct EvnDocument {
     pub shortened: bool,
     /// Labels of the zones the customer's flatrate covered this month (not itemised).
     pub flatrate_zones: Vec<String>,
+    /// The customer cancelled the EVN from this day (Europe/Berlin) within the month: calls
+    /// from then on are among the not-itemised ones, and a notice says why.
+    pub cancelled_from: Option<NaiveDate>,
 }
 
 impl EvnDocument {
@@ -181,6 +184,7 @@ impl EvnDocument {
             billed,
             shortened,
             flatrate_zones,
+            cancelled_from: None,
         }
     }
 
@@ -265,6 +269,14 @@ impl EvnDocument {
                 "Verbindungen, die mit Ihrem Pauschaltarif (Flatrate) abgegolten sind ({}), \
                  werden nicht einzeln aufgeführt.",
                 self.flatrate_zones.join(", ")
+            ));
+        }
+        if let Some(day) = self.cancelled_from {
+            out.push(format!(
+                "Sie haben den Einzelverbindungsnachweis zum {} abbestellt: Verbindungen ab \
+                 diesem Tag werden nicht einzeln aufgeführt; ihre Entgelte sind in der \
+                 Gesamtsumme enthalten.",
+                crate::format::date(day)
             ));
         }
         // Printed on every EVN, not only when a row was hidden: a notice that appeared only

@@ -1261,3 +1261,107 @@ async fn the_demos_evns_are_served_as_rendered() {
         assert_eq!(a.status, 403, "{id} fetching {other}");
     }
 }
+
+/// `--revoked`: once the operator names a customer in the file, that customer's tokens issued
+/// before the moment are refused within seconds, without a restart and before their expiry;
+/// tokens issued after it and other customers' still work; a file that breaks later keeps the
+/// last list in force; one that is bad at startup is exit 2 naming its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_customer_s_tokens_are_refused_within_seconds_without_a_restart() {
+    let evns = fake_evns();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("revoked.csv");
+    std::fs::write(
+        &file,
+        "customer_id,revoked_at\nK1002,2020-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    let s = Serve::start(
+        evns.path(),
+        &["--revoked", file.to_str().unwrap()],
+        &secret_env(),
+    );
+    let n = now();
+    let issued = |sub: &str, iat: i64| {
+        hs256(
+            serde_json::json!({"sub": sub, "iat": iat, "exp": n + 300}),
+            SECRET.as_bytes(),
+        )
+    };
+    let (pdf, listing) = ("/customers/K1001/evn/2026-11.pdf", "/customers/K1002/evn");
+    let old = issued("K1001", n - 60);
+    assert_eq!(get(&s, pdf, Some(&old)).await.status, 200);
+    assert_eq!(
+        get(&s, listing, Some(&issued("K1002", n - 60)))
+            .await
+            .status,
+        200
+    );
+
+    let at = chrono::DateTime::from_timestamp(n - 30, 0)
+        .unwrap()
+        .to_rfc3339();
+    std::fs::write(&file, format!("K1002,2020-01-01T00:00:00Z\nK1001,{at}\n")).unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let status = get(&s, pdf, Some(&old)).await.status;
+        if status == 401 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "still {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let no_iat = hs256(
+        serde_json::json!({"sub": "K1001", "exp": n + 300}),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(get(&s, pdf, Some(&no_iat)).await.status, 401);
+    // The session cookie carries the token: refused as well.
+    let cookie = format!("__Host-evn_session={old}");
+    let a = request(&s, "GET", pdf, &[("cookie", &cookie)]).await;
+    assert_eq!(a.status, 401, "{}", a.text());
+    assert_eq!(
+        get(&s, pdf, Some(&issued("K1001", n - 10))).await.status,
+        200
+    );
+    assert_eq!(
+        get(&s, listing, Some(&issued("K1002", n - 60)))
+            .await
+            .status,
+        200
+    );
+
+    std::fs::write(&file, "K1001,not a time at all, and longer\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        get(&s, pdf, Some(&old)).await.status,
+        401,
+        "the last good list"
+    );
+    assert_eq!(
+        get(&s, listing, Some(&issued("K1002", n - 60)))
+            .await
+            .status,
+        200
+    );
+
+    let out = evn_env(
+        &[
+            "serve",
+            "--evn",
+            evns.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--revoked",
+            file.to_str().unwrap(),
+        ],
+        &secret_env(),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 1") && stderr.contains("RFC 3339"),
+        "{stderr}"
+    );
+}

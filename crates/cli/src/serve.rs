@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// provider's issuer URL). HS256 tokens of `evn token` carry no issuer and are not asked.
     #[arg(long, env = "EVN_PORTAL_ISSUER")]
     jwt_issuer: Option<String>,
+    /// Revoked tokens: lines `customer_id,revoked_at` (RFC 3339; `*` for every customer).
+    /// Tokens of that customer issued at or before that moment are refused, before their
+    /// expiry. Read again within seconds of a change; no restart needed.
+    #[arg(long, env = "EVN_PORTAL_REVOKED_FILE")]
+    revoked: Option<PathBuf>,
     /// Downloads streamed at once; more wait for a slot (see --queue-timeout-secs).
     #[arg(long, default_value_t = evn_portal::DEFAULT_MAX_CONCURRENT_DOWNLOADS)]
     max_concurrent_downloads: usize,
@@ -102,6 +107,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
         evn_portal::AuthConfig::new(secret()?, public_key, args.jwt_audience).map_err(portal)?;
     if let Some(issuer) = args.jwt_issuer {
         auth = auth.with_issuer(issuer).map_err(portal)?;
+    }
+    if let Some(path) = &args.revoked {
+        // Missing or unreadable at startup: a configuration error like a bad key file.
+        let revocations = evn_portal::Revocations::load(path).map_err(usage)?;
+        let list = revocations.current();
+        tracing::info!(path = %path.display(), customers = list.len(), "revocation list read");
+        auth = auth.with_revocations(Arc::new(revocations));
     }
     if args.max_concurrent_downloads == 0 {
         return Err(usage(anyhow::anyhow!(

@@ -110,6 +110,8 @@ pub struct AuthConfig {
     /// Checked on public-key tokens only: `iss` names the identity provider, and the HS256
     /// tokens of `evn token` have none.
     issuer: Option<String>,
+    /// `--revoked`: tokens refused before their `exp` ([`crate::revoke`]).
+    revocations: Option<std::sync::Arc<crate::Revocations>>,
 }
 
 /// Why a request is not authenticated. Both are a 401; the reason goes to the debug log only.
@@ -129,6 +131,9 @@ struct VerifiedClaims {
     sub: Option<String>,
     #[serde(default)]
     exp: Option<u64>,
+    /// When it was issued: a revocation refuses the tokens issued before it.
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
 /// A token that verified: whose it is and until when it is valid.
@@ -174,7 +179,14 @@ impl AuthConfig {
             public_key,
             audience,
             issuer: None,
+            revocations: None,
         })
+    }
+
+    /// Also refuse the tokens that `revocations` names, whoever signed them.
+    pub fn with_revocations(mut self, revocations: std::sync::Arc<crate::Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// Public-key tokens must also carry this `iss`. Needs a public key: HS256 tokens of
@@ -251,6 +263,11 @@ impl AuthConfig {
             .map_or(0, |d| d.as_secs());
         if exp > now.saturating_add(MAX_LIFETIME.as_secs()) {
             return Err(AuthError::Invalid("lifetime too long"));
+        }
+        if let Some(r) = &self.revocations {
+            if r.revokes(&sub, data.claims.iat) {
+                return Err(AuthError::Invalid("revoked"));
+            }
         }
         Ok(Verified { sub, exp })
     }

@@ -25,6 +25,7 @@ mod http;
 pub mod metrics;
 pub mod page;
 pub mod paths;
+pub mod revoke;
 mod server;
 pub mod session;
 pub mod store;
@@ -39,6 +40,7 @@ pub use auth::{mint_hs256, parse_ttl, AuthConfig, HmacSecret, PublicKey};
 pub use http::router;
 pub use metrics::PortalMetrics;
 pub use paths::{CustomerId, Format, Month};
+pub use revoke::Revocations;
 pub use server::{bind, Server};
 
 /// Downloads streamed at once; more wait up to [`DEFAULT_QUEUE_TIMEOUT`] for a slot.
@@ -150,6 +152,12 @@ pub enum PortalError {
         /// Not `source`: the message already says it, and the binary prints the chain.
         cause: std::io::Error,
     },
+    #[error("{path}, line {line}: {detail}; each line is `customer_id,revoked_at` (or `*,revoked_at`), e.g. K1001,2026-11-27T10:00:00Z")]
+    Revocations {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
     #[error("{path}: damaged manifest: {detail}; re-run the billing run for that month or restore the file")]
     Manifest { path: PathBuf, detail: String },
     #[error("--frame-ancestors {input:?}: {detail}; give 'none', 'self' or origins like https://portal.example.de, separated by spaces")]
@@ -170,7 +178,8 @@ impl PortalError {
             | PortalError::CustomerId { .. }
             | PortalError::EvnDir { .. }
             | PortalError::Tls { .. }
-            | PortalError::FrameAncestors { .. } => 2,
+            | PortalError::FrameAncestors { .. }
+            | PortalError::Revocations { .. } => 2,
             PortalError::Bind { .. } | PortalError::Io { .. } | PortalError::Manifest { .. } => 1,
         }
     }

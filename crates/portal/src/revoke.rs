@@ -56,7 +56,7 @@ impl List {
         match (until, iat) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(until), Some(iat)) => i64::try_from(iat).map_or(false, |iat| iat <= until),
+            (Some(until), Some(iat)) => i64::try_from(iat).is_ok_and(|iat| iat <= until),
         }
     }
 

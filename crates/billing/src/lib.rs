@@ -580,6 +580,9 @@ fn bill_customer(
     }
     let connections = doc.itemised();
     let total = doc.total;
+    // What the billing run's record keeps beyond the EVN: every call billed, not-itemised
+    // ones included (the EVN shows nothing of those).
+    let billed_total = decimal_string(total + doc.not_itemised.amount, 4);
     let report = |outcome| CustomerReport {
         customer_id: customer_id.to_owned(),
         outcome,
@@ -594,9 +597,18 @@ fn bill_customer(
                 .as_ref()
                 .is_some_and(|f| dir.join(f).is_file());
             if csv_there {
+                // The EVN says the same; only the record of what was billed may have moved
+                // (a late counselling call): no new version, the manifest entry updated.
+                let record = (prev.billed_connections, prev.billed_total.as_deref());
+                let entry = (record != (doc.billed, Some(billed_total.as_str()))).then(|| {
+                    let mut e = prev.clone();
+                    e.billed_connections = doc.billed;
+                    e.billed_total = Some(billed_total.clone());
+                    entry_json(&e)
+                });
                 return Ok(Done {
                     render_seconds: None,
-                    entry: None,
+                    entry,
                     publication: None,
                     report: report(Outcome::Unchanged {
                         version: prev.version,
@@ -693,6 +705,7 @@ fn bill_customer(
         entry: Some(entry_json(&CustomerEntry {
             connections,
             billed_connections: doc.billed,
+            billed_total: Some(billed_total),
             total: decimal_string(total, 4),
             total_printed: decimal_string(format::cents(total), 2),
             file: pdf_name,

@@ -42,9 +42,16 @@ pub struct Manifest {
 pub struct CustomerEntry {
     /// Connections printed in the current version.
     pub connections: usize,
-    /// Connections billed, not-itemised ones (counselling services) included.
+    /// Connections billed, not-itemised ones (counselling services) included: the billing
+    /// run's record, never shown to the customer.
     pub billed_connections: usize,
-    /// Exact total, four decimals, EUR net (`"18.9247"`).
+    /// Exact sum of every call billed, not-itemised ones included, four decimals, EUR net:
+    /// the billing run's record, as `billed_connections`. Absent in manifests written before
+    /// 2026-11-27, whose `total` included them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billed_total: Option<String>,
+    /// Exact total of the itemised connections, what the EVN says, four decimals, EUR net
+    /// (`"18.9247"`).
     pub total: String,
     /// The total as printed, rounded to cents half away from zero (`"18.92"`).
     pub total_printed: String,
@@ -407,6 +414,7 @@ mod tests {
         CustomerEntry {
             connections: 3,
             billed_connections: 4,
+            billed_total: Some("1.3345".into()),
             total: "1.2345".into(),
             total_printed: "1.23".into(),
             file: format!("{id}.pdf"),

@@ -272,9 +272,18 @@ fn evn_on_customers_get_pdf_and_csv_without_counselling_rows_and_reruns_change_n
     assert!(text
         .lines()
         .any(|l| l.contains("01.11.2026") && l.contains("00:00:00")));
-    // 0.6042 + 0.3728 printed; 3 hidden calls worth 0.1208; the duplicate once.
-    assert!(text.contains("Nicht einzeln aufgeführte Verbindungen"));
-    assert!(text.contains("1,10 €"), "{text}");
+    // 0.6042 + 0.3729 printed and summed; 3 hidden calls worth 0.1208 in no count or sum of
+    // the EVN; the duplicate once.
+    assert!(
+        !text.contains("Nicht einzeln aufgeführte Verbindungen"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("Gesamtsumme (netto)")
+            && l.contains(" 2 ")
+            && l.contains("0,98 €")),
+        "{text}"
+    );
     let k1003 = pdf_text(&dir.join("K1003.pdf"));
     assert!(k1003.contains("keine Verbindungen angefallen, die einzeln"));
     assert!(k1003.contains("Özdemir Logistik GmbH & Co. KG"));
@@ -320,8 +329,9 @@ fn evn_on_customers_get_pdf_and_csv_without_counselling_rows_and_reruns_change_n
     assert_eq!(m.customers.len(), 4);
     let e = &m.customers["K1002"];
     assert_eq!((e.connections, e.billed_connections, e.version), (2, 5, 1));
-    assert_eq!(e.total, "1.0979");
-    assert_eq!(e.total_printed, "1.10");
+    assert_eq!(e.total, "0.9771");
+    assert_eq!(e.total_printed, "0.98");
+    assert_eq!(e.billed_total.as_deref(), Some("1.0979"));
     assert_eq!(
         e.sha256,
         sha256_hex(&std::fs::read(dir.join("K1002.pdf")).unwrap())
@@ -454,7 +464,7 @@ fn rerun_with_corrected_configuration_bills_what_it_says() {
     run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap();
     let dir = out.join("2026-11");
     let v1 = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
-    assert_eq!(v1.customers["K1002"].total, "1.0979");
+    assert_eq!(v1.customers["K1002"].total, "0.9771");
     assert!(pdf_text(&dir.join("K1002.pdf")).contains("0033 123456789"));
 
     // EU calls at 0,3900 instead of 0,2900 €/min for office_basic; K1002 asks for shortened
@@ -481,7 +491,8 @@ fn rerun_with_corrected_configuration_bills_what_it_says() {
     let e = &m.customers["K1002"];
     assert_eq!(e.version, 2);
     // The EU call at 0,3900 × 125 / 60 = 0,8125 instead of 0,6042, the rest unchanged.
-    assert_eq!(e.total, "1.3062");
+    assert_eq!(e.total, "1.1854");
+    assert_eq!(e.billed_total.as_deref(), Some("1.3062"));
     assert_eq!(m.config_version, corrected.version);
     let text = pdf_text(&dir.join("K1002.pdf"));
     assert!(text.contains("0,81 €"), "{text}");
@@ -511,7 +522,8 @@ fn rerun_with_corrected_configuration_bills_what_it_says() {
     let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
     let e = &m.customers["K1002"];
     assert_eq!(e.version, 3);
-    assert_eq!(e.total, "0.7250");
+    assert_eq!(e.total, "0.6042");
+    assert_eq!(e.billed_total.as_deref(), Some("0.7250"));
     let text = pdf_text(&dir.join("K1002.pdf"));
     assert!(!text.contains("0151 12345670"), "{text}");
     assert!(
@@ -874,13 +886,17 @@ fn counselling_rows_are_absent_in_every_notation() {
         );
     }
     assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 1);
-    // Rated with today's tariff (K1002, 125 s, 60/1): 11 × 0,0604 € landline hidden + 0,3729 €
-    // mobile shown.
-    assert!(text.contains("1,04 €"), "{text}");
+    // Rated with today's tariff (K1002, 125 s, 60/1): 11 × 0,0604 € landline hidden, in the
+    // billing record only; 0,3729 € mobile shown, the EVN's total.
+    assert!(
+        !text.contains("1,04 €") && text.contains("0,37 €"),
+        "{text}"
+    );
     let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
     let e = &m.customers["K1002"];
     assert_eq!((e.connections, e.billed_connections), (1, 12));
-    assert_eq!(e.total, "1.0373");
+    assert_eq!(e.total, "0.3729");
+    assert_eq!(e.billed_total.as_deref(), Some("1.0373"));
 }
 
 /// K1003's plan covers landline and mobile: nothing of it is stored, yet its EVN is on, so it
@@ -1122,7 +1138,8 @@ proptest::proptest! {
         proptest::prop_assert_eq!(rated.len(), unique);
         proptest::prop_assert_eq!(dropped, if unique > 0 { dups.len() } else { 0 });
         let doc = build_document(&cfg, nov(), "K1002", rated, created()).unwrap();
-        proptest::prop_assert_eq!(doc.total, total);
+        // The EVN's total is its rows'; the billing record has every call.
+        proptest::prop_assert_eq!(doc.total + doc.not_itemised.amount, total);
         proptest::prop_assert_eq!(doc.billed, unique);
         let mut subtotals = Decimal::ZERO;
         for g in &doc.groups {
@@ -1133,7 +1150,7 @@ proptest::proptest! {
                 proptest::prop_assert!(!cfg.counselling.contains(&r.called_number), "{}", r.called_number);
             }
         }
-        proptest::prop_assert_eq!(subtotals + doc.not_itemised.amount, doc.total);
+        proptest::prop_assert_eq!(subtotals, doc.total);
         proptest::prop_assert_eq!(doc.itemised() + doc.not_itemised.count, doc.billed);
     }
 }
@@ -1398,7 +1415,8 @@ fn an_evn_cancelled_within_the_month_lists_only_the_calls_before_that_day() {
     let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
     let e = &m.customers["K1002"];
     assert_eq!((e.connections, e.billed_connections), (1, 3));
-    assert_eq!(e.total, "1.1187");
+    assert_eq!(e.total, "0.3729");
+    assert_eq!(e.billed_total.as_deref(), Some("1.1187"));
     let text = pdf_text(&dir.join("K1002.pdf"));
     assert!(text.contains("0151 12345601"), "{text}");
     for hidden in [
@@ -1414,7 +1432,7 @@ fn an_evn_cancelled_within_the_month_lists_only_the_calls_before_that_day() {
         flat.contains("Einzelverbindungsnachweis zum 15.11.2026 abbestellt"),
         "{text}"
     );
-    assert!(flat.contains("Gesamtsumme (netto) 3 1,12 €"), "{text}");
+    assert!(flat.contains("Gesamtsumme (netto) 1 0,37 €"), "{text}");
     assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 1);
 
     // December: the new request of the 20th is in force on the 1st, so every call is listed.
@@ -1429,4 +1447,56 @@ fn an_evn_cancelled_within_the_month_lists_only_the_calls_before_that_day() {
     let text = pdf_text(&out.join("2026-12/K1002.pdf"));
     assert!(text.contains("0151 12345604"), "{text}");
     assert!(!text.contains("abbestellt"), "{text}");
+}
+
+/// A counselling call that arrives after the EVN went out makes no new version: one that
+/// differed from the last in nothing the customer can see would by its existence tell that
+/// such a call was made. The billing record (the manifest) counts it and its charge.
+#[test]
+fn a_late_counselling_call_makes_no_new_version_but_is_in_the_billing_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    write(&data, "a.parquet", &november());
+    run(&config(), &data, nov(), &out, &BillOptions::new(created())).unwrap();
+    let dir = out.join("2026-11");
+    let before = Manifest::read(&dir.join(MANIFEST_FILE))
+        .unwrap()
+        .unwrap()
+        .customers["K1002"]
+        .clone();
+    let pdf_before = std::fs::read(dir.join("K1002.pdf")).unwrap();
+    write(
+        &data,
+        "late.parquet",
+        &[call(
+            "late",
+            "K1002",
+            "2026-11-20T10:00:00Z",
+            "+49301234567",
+            "landline",
+            "0.0604",
+            false,
+        )],
+    );
+    let later = BillOptions::new(NaiveDate::from_ymd_opt(2026, 12, 10).unwrap());
+    run(&config(), &data, nov(), &out, &later).unwrap();
+    let after = Manifest::read(&dir.join(MANIFEST_FILE))
+        .unwrap()
+        .unwrap()
+        .customers["K1002"]
+        .clone();
+    assert_eq!(
+        (after.version, &after.sha256, &after.total),
+        (before.version, &before.sha256, &before.total)
+    );
+    assert_eq!(std::fs::read(dir.join("K1002.pdf")).unwrap(), pdf_before);
+    assert!(!dir
+        .join(format!("K1002.v{}.pdf", before.version + 1))
+        .exists());
+    assert_eq!(after.billed_connections, before.billed_connections + 1);
+    let billed = |e: &CustomerEntry| Decimal::from_str(e.billed_total.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        billed(&after) - billed(&before),
+        Decimal::from_str("0.0604").unwrap()
+    );
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 pub const NOT_ITEMISED: &str = "Nicht einzeln aufgeführte Verbindungen";
 
 /// Bump when the layout changes in a way that should count as a new EVN on re-run.
-const LAYOUT_VERSION: &str = "evn-layout-1";
+const LAYOUT_VERSION: &str = "evn-layout-2";
 
 /// Everything printed in the header and the small print of an EVN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,12 +94,15 @@ pub struct EvnDocument {
     pub groups: Vec<LineGroup>,
     /// Sorted by label; printed rows only.
     pub zones: Vec<ZoneSum>,
-    /// Billed calls that are not itemised (counselling services): one line in the summary,
-    /// without zone or calling line, so the sums add up without revealing anything more.
+    /// Billed calls that are not itemised (counselling services, calls after the EVN was
+    /// cancelled): for the billing run's own record only. The EVN shows nothing of them, not
+    /// even a count or a sum: a line "not itemised: 2" told the reader of a business line's EVN
+    /// (the employer) that two counselling calls were made, which TDDDG § 11 forbids.
     pub not_itemised: ZoneSum,
-    /// Exact sum of every billed call (four decimals); rounded to cents only when printed.
+    /// Exact sum of the itemised calls (four decimals), what the EVN prints as its total;
+    /// rounded to cents only when printed.
     pub total: Decimal,
-    /// Calls billed, hidden ones included.
+    /// Calls billed, hidden ones included (the billing run's record, not printed).
     pub billed: usize,
     /// Some printed number is shortened, or the customer asked for shortening this month.
     pub shortened: bool,
@@ -147,12 +150,12 @@ impl EvnDocument {
                     subtotal: Decimal::ZERO,
                 });
             }
-            total += call.charge;
             if call.hidden {
                 not_itemised.count += 1;
                 not_itemised.amount += call.charge;
                 continue;
             }
+            total += call.charge;
             let group = groups.last_mut().expect("pushed above");
             group.subtotal += call.charge;
             let zone = zones
@@ -234,13 +237,9 @@ impl EvnDocument {
         for z in &self.zones {
             put(&format!("{}|{}|{}", z.label, z.count, z.amount.normalize()));
         }
-        put(&format!(
-            "{}|{}|{}|{}",
-            self.not_itemised.count,
-            self.not_itemised.amount.normalize(),
-            self.total.normalize(),
-            self.billed
-        ));
+        // Not the hidden calls: a late counselling call must not make a new version, which
+        // would tell by its mere existence that one was made.
+        put(&self.total.normalize().to_string());
         self.notices().iter().for_each(|n| put(n));
         h.finalize().into()
     }
@@ -274,8 +273,8 @@ impl EvnDocument {
         if let Some(day) = self.cancelled_from {
             out.push(format!(
                 "Sie haben den Einzelverbindungsnachweis zum {} abbestellt: Verbindungen ab \
-                 diesem Tag werden nicht einzeln aufgeführt; ihre Entgelte sind in der \
-                 Gesamtsumme enthalten.",
+                 diesem Tag werden nicht aufgeführt; ihre Entgelte sind im Rechnungsbetrag \
+                 enthalten.",
                 crate::format::date(day)
             ));
         }
@@ -285,8 +284,8 @@ impl EvnDocument {
             "Verbindungen zu Anschlüssen von Personen, Behörden und Organisationen in sozialen \
              oder kirchlichen Bereichen, die grundsätzlich anonym bleibenden Anrufern ganz oder \
              überwiegend telefonische Beratung in seelischen oder sozialen Notlagen anbieten, \
-             werden nicht aufgeführt. Entgelte für solche Verbindungen sind in der \
-             Gesamtsumme enthalten."
+             werden nicht aufgeführt, auch nicht in Anzahl und Summen dieses Nachweises; ihre \
+             Entgelte sind im Rechnungsbetrag enthalten."
                 .to_owned(),
         );
         if let Some(day) = self.repeated_hour_day() {
@@ -340,8 +339,7 @@ impl EvnDocument {
                 .sum();
             cents(z.amount) != printed
         });
-        let parts = self.zones.iter().map(|z| cents(z.amount)).sum::<Decimal>()
-            + cents(self.not_itemised.amount);
+        let parts = self.zones.iter().map(|z| cents(z.amount)).sum::<Decimal>();
         groups || zones || cents(self.total) != parts
     }
 }
@@ -404,7 +402,30 @@ mod tests {
         assert_eq!(doc.groups[1].subtotal, Decimal::new(1_0000, 4));
         assert_eq!(doc.not_itemised.count, 1);
         assert_eq!(doc.not_itemised.amount, Decimal::new(5000, 4));
-        assert_eq!(doc.total, Decimal::new(1_8333, 4));
+        // The EVN's total is the itemised calls' only: the hidden one shows nowhere.
+        assert_eq!(doc.total, Decimal::new(1_3333, 4));
+    }
+
+    /// A counselling call, whenever it arrives, changes nothing the EVN says: no row, count,
+    /// sum or notice, and not its digest (a new version would itself tell that one was made).
+    #[test]
+    fn a_hidden_call_changes_nothing_the_evn_says() {
+        let visible = vec![call(0, 1, 1000, false, 0), call(1, 2, 2000, false, 1)];
+        let mut with_hidden = visible.clone();
+        with_hidden.push(call(0, 3, 5000, true, 0));
+        let build = |calls| EvnDocument::build(header(), calls, false, vec![]);
+        let (a, b) = (build(visible), build(with_hidden));
+        assert_eq!(a.content_digest(), b.content_digest());
+        assert_eq!(
+            (&a.groups, &a.zones, a.total),
+            (&b.groups, &b.zones, b.total)
+        );
+        assert_eq!(a.notices(), b.notices());
+        assert_eq!(
+            (b.billed, b.not_itemised.count),
+            (3, 1),
+            "kept for the billing record"
+        );
     }
 
     #[test]
@@ -439,8 +460,8 @@ mod tests {
             call(0, 1, 1250, false, 0),
             call(1, 2, 1250, false, 0)
         ]));
-        // The hidden line's sum is printed rounded too.
-        assert!(notice(vec![
+        // A hidden call is in no sum of the EVN: 0,1050 prints as 0,11 and totals 0,11.
+        assert!(!notice(vec![
             call(0, 1, 1050, false, 0),
             call(0, 2, 1050, true, 0)
         ]));
@@ -505,13 +526,13 @@ mod tests {
                 subtotals += g.subtotal;
             }
             prop_assert_eq!(doc.not_itemised.amount, hidden);
-            prop_assert_eq!(subtotals + hidden, doc.total);
-            prop_assert_eq!(doc.zones.iter().map(|z| z.amount).sum::<Decimal>() + hidden, doc.total);
+            prop_assert_eq!(subtotals, doc.total);
+            prop_assert_eq!(doc.zones.iter().map(|z| z.amount).sum::<Decimal>(), doc.total);
             prop_assert_eq!(
                 doc.zones.iter().map(|z| z.count).sum::<usize>() + doc.not_itemised.count,
                 doc.billed
             );
-            prop_assert_eq!(exact, doc.total);
+            prop_assert_eq!(exact - hidden, doc.total);
         }
     }
 }

@@ -889,15 +889,14 @@ fn flow<'d>(doc: &'d EvnDocument, fonts: &Fonts) -> Vec<Item<'d>> {
         .iter()
         .map(Item::height)
         .sum::<f32>()
-        + (doc.zones.len() + 1) as f32 * ROW_H;
+        + doc.zones.len() as f32 * ROW_H;
     let page_room = CONTINUATION_TOP - BOTTOM - 18.0;
     items.push(Item::Heading("Zusammenfassung", summary.min(page_room)));
     items.push(Item::ZoneHeader);
     items.extend(doc.zones.iter().map(Item::Zone));
-    // Always printed, with 0 when nothing was hidden: a line that appeared only when a
-    // counselling call was made would itself tell that one was made.
-    items.push(Item::Zone(&doc.not_itemised));
-    items.push(Item::Total(doc.billed, doc.total));
+    // The itemised calls only: nothing in the EVN may show that a counselling call was
+    // made, neither a row nor a count or a sum (the notices say so).
+    items.push(Item::Total(doc.itemised(), doc.total));
     items.push(Item::Gap(8.0));
     let notices: Vec<Item> = notices
         .map(|n| Item::Paragraph(wrap(n, fonts, NOTICE, width), NOTICE))

@@ -371,7 +371,29 @@ pub fn build_document(
         .collect();
     let mut doc = EvnDocument::build(header, calls, shortened_setting, flatrate_zones);
     doc.cancelled_from = cancelled_from;
+    (doc.shortened_since, doc.shortened_until) = shortening_changes(&in_month);
     Some(doc)
+}
+
+/// When a request for shortened numbers began or ended within the month (rows of the month,
+/// oldest first): the day it took effect, and the last day it was in effect. Calls are stored
+/// shortened by the setting at their start, so an EVN whose setting changed mid-month has rows
+/// of both kinds, and its notice must say which days it covers.
+fn shortening_changes(in_month: &[&CustomerRow]) -> (Option<NaiveDate>, Option<NaiveDate>) {
+    let Some((first, later)) = in_month.split_first() else {
+        return (None, None);
+    };
+    let mut on = first.shorten_numbers;
+    let (mut since, mut until) = (None, None);
+    for r in later {
+        if r.shorten_numbers && !on && since.is_none() && until.is_none() {
+            since = Some(r.valid_from);
+        } else if !r.shorten_numbers && on && until.is_none() {
+            until = r.valid_from.pred_opt();
+        }
+        on = r.shorten_numbers;
+    }
+    (since, until)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

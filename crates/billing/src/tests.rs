@@ -289,6 +289,12 @@ fn evn_on_customers_get_pdf_and_csv_without_counselling_rows_and_reruns_change_n
     assert!(k1003.contains("Özdemir Logistik GmbH & Co. KG"));
     let k1001 = pdf_text(&dir.join("K1001.pdf"));
     assert!(k1001.contains("0176 12345xxx") && k1001.contains("gekürzt"));
+    // Shortened from 15 November: the notice says so, as the row of 3 November is in full.
+    let flat = k1001.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("Zielrufnummern ab dem 15.11.2026 um die letzten drei Ziffern gekürzt"),
+        "{k1001}"
+    );
     assert!(k1001.contains("(Festnetz national)"));
 
     // Issue #11: a CSV next to every PDF, with exactly its rows.
@@ -1499,4 +1505,33 @@ fn a_late_counselling_call_makes_no_new_version_but_is_in_the_billing_record() {
         billed(&after) - billed(&before),
         Decimal::from_str("0.0604").unwrap()
     );
+}
+
+/// The days a shortening request covered within a month, for the notice.
+#[test]
+fn shortening_changes_name_the_days_of_the_month() {
+    let row = |shorten: bool, from: &str| CustomerRow {
+        customer_id: "K1".into(),
+        name: "n".into(),
+        street: "s".into(),
+        postcode: "p".into(),
+        city: "c".into(),
+        plan: "office_basic".into(),
+        evn: true,
+        shorten_numbers: shorten,
+        valid_from: from.parse().unwrap(),
+        line: 2,
+    };
+    let d = |s: &str| Some(s.parse::<NaiveDate>().unwrap());
+    let (off, on) = (row(false, "2026-01-01"), row(true, "2026-01-01"));
+    let on_15 = row(true, "2026-11-15");
+    let off_20 = row(false, "2026-11-20");
+    assert_eq!(shortening_changes(&[&on]), (None, None));
+    assert_eq!(shortening_changes(&[&off, &on_15]), (d("2026-11-15"), None));
+    assert_eq!(shortening_changes(&[&on, &off_20]), (None, d("2026-11-19")));
+    assert_eq!(
+        shortening_changes(&[&off, &on_15, &off_20]),
+        (d("2026-11-15"), d("2026-11-19"))
+    );
+    assert_eq!(shortening_changes(&[]), (None, None));
 }

@@ -61,6 +61,16 @@ impl PhoneNumber {
             if digits.starts_with("490") {
                 return Err(NumberError::TrunkZero(s.to_owned()));
             }
+            // Germany's 11x range holds only short codes (110, 112, 115, 116xxx, 118xx), and
+            // SBCs that normalise everything to E.164 send them as `+49112`: kept so, an
+            // emergency call was rated as a landline call and printed as `0112`. One number,
+            // one form: the short code.
+            if let Some(code) = digits
+                .strip_prefix("49")
+                .filter(|c| c.starts_with("11") && (3..=MAX_SHORT_CODE_DIGITS).contains(&c.len()))
+            {
+                return Ok(PhoneNumber(code.into()));
+            }
         } else if digits.len() < 2 || digits.len() > MAX_SHORT_CODE_DIGITS {
             return Err(NumberError::NotE164(s.to_owned()));
         }
@@ -101,6 +111,29 @@ mod tests {
         check("110", true);
         check("116123", true);
         check("+491234567890123", true);
+    }
+
+    #[test]
+    fn german_short_codes_in_e164_become_the_short_code() {
+        for (input, expected) in [
+            ("+49110", "110"),
+            ("+49112", "112"),
+            ("+49115", "115"),
+            ("+49116117", "116117"),
+            ("+49116123", "116123"),
+            ("+4911833", "11833"),
+            // Not short codes: left as they are.
+            ("+4930110", "+4930110"),
+            ("+491123456789", "+491123456789"),
+            ("+44112", "+44112"),
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(input).unwrap().as_str(),
+                expected,
+                "{input}"
+            );
+        }
+        assert!(!PhoneNumber::parse("+49112").unwrap().is_e164());
     }
 
     #[test]

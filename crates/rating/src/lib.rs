@@ -214,9 +214,13 @@ pub fn charge(per_minute: Decimal, billable_seconds: i64) -> Decimal {
 }
 
 /// Replaces the last three digits with `xxx` (`+4915112345678` → `+4915112345xxx`).
-/// Numbers with three digits or fewer are masked entirely.
+/// Short codes (`110`, `116117`, `11833`) stay whole: they are public services, not anyone's
+/// line, and `110` shortened to `xxx` would leave nothing to read.
 pub fn shorten(number: &str) -> CompactString {
-    let digits_start = usize::from(number.starts_with('+'));
+    if !number.starts_with('+') {
+        return number.into();
+    }
+    let digits_start = 1;
     let keep = number.len().saturating_sub(3).max(digits_start);
     let mut shortened = CompactString::from(&number[..keep]);
     shortened.extend(std::iter::repeat_n('x', number.len() - keep));

@@ -108,6 +108,10 @@ pub struct EvnDocument {
     pub shortened: bool,
     /// Labels of the zones the customer's flatrate covered this month (not itemised).
     pub flatrate_zones: Vec<String>,
+    /// The customer's request for shortened numbers took effect on this day within the month
+    /// (rows before it are in full), or ended after this day: the notice names the days.
+    pub shortened_since: Option<NaiveDate>,
+    pub shortened_until: Option<NaiveDate>,
     /// The customer cancelled the EVN from this day (Europe/Berlin) within the month: calls
     /// from then on are among the not-itemised ones, and a notice says why.
     pub cancelled_from: Option<NaiveDate>,
@@ -188,6 +192,8 @@ impl EvnDocument {
             shortened,
             flatrate_zones,
             cancelled_from: None,
+            shortened_since: None,
+            shortened_until: None,
         }
     }
 
@@ -257,11 +263,18 @@ impl EvnDocument {
             );
         }
         if self.shortened {
-            out.push(
-                "Auf Ihren Wunsch sind die Zielrufnummern um die letzten drei Ziffern gekürzt \
-                 (z. B. 0151 12345xxx)."
-                    .to_owned(),
-            );
+            let date = crate::format::date;
+            let when = match (self.shortened_since, self.shortened_until) {
+                (Some(a), Some(b)) => format!(" vom {} bis zum {}", date(a), date(b)),
+                (Some(a), None) => format!(" ab dem {}", date(a)),
+                (None, Some(b)) => format!(" bis zum {}", date(b)),
+                (None, None) => String::new(),
+            };
+            out.push(format!(
+                "Auf Ihren Wunsch sind die Zielrufnummern{when} um die letzten drei Ziffern \
+                 gekürzt (z. B. 0151 12345xxx); Kurzwahlnummern öffentlicher Dienste wie 110 \
+                 oder 116117 bleiben vollständig."
+            ));
         }
         if !self.flatrate_zones.is_empty() {
             out.push(format!(

@@ -77,6 +77,30 @@ fn demo_fixture_is_stored_rated_and_dead_lettered_exactly_as_the_rules_say() {
     }
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
+    // Every file names the counselling list its flags were set with (the billing run trusts
+    // the flag of a shortened number only while that list is current).
+    let list = evn_config::Config::load(&config_dir())
+        .unwrap()
+        .counselling
+        .version;
+    for month in evn_store::list_months(data.path()).unwrap() {
+        for file in evn_store::list_month_files(data.path(), month).unwrap() {
+            let mut version = None;
+            evn_store::read_file_with_info(
+                &file,
+                None,
+                &mut |i| version = i.counselling_version,
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(
+                version.as_deref(),
+                Some(list.as_str()),
+                "{}",
+                file.display()
+            );
+        }
+    }
     assert_eq!(summary["stored"], want.len() as u64);
     assert!(want_dups > 0);
     assert_eq!(summary["skipped"]["duplicate"], want_dups);

@@ -1140,6 +1140,10 @@ proptest::proptest! {
                 rated.push(rated[d.index(unique)].clone());
             }
         }
+        // As the run's scan marks rows of a file that names no list version.
+        for c in &mut rated {
+            c.counselling = hidden_as_stored(c, &cfg, false);
+        }
         let dropped = dedup(&mut rated);
         proptest::prop_assert_eq!(rated.len(), unique);
         proptest::prop_assert_eq!(dropped, if unique > 0 { dups.len() } else { 0 });
@@ -1534,4 +1538,50 @@ fn shortening_changes_name_the_days_of_the_month() {
         (d("2026-11-15"), d("2026-11-19"))
     );
     assert_eq!(shortening_changes(&[]), (None, None));
+}
+
+/// A shortened number is hidden on ingest's flag while the list is the one ingest used (the
+/// file says which): `+49301234999`, stored as `+49301234xxx` for a customer with shortened
+/// numbers, is an ordinary call although the listed `030 1234567` shortens to the same, and
+/// it is listed. In a file from before a list update, or one that does not say, the same row
+/// is hidden: a number listed since may be behind it.
+#[test]
+fn a_shortened_number_beside_a_listed_one_is_shown_while_the_list_is_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    // K1002 (no flatrate) asks for shortened numbers from 1 November.
+    let cfg = edited_config(&tmp.path().join("config"), "customers.csv", |c| {
+        format!("{c}K1002,Bäckerei Größler e.K.,Schloßallee 12,80331,München,office_basic,true,true,2026-11-01\n")
+    });
+    let row = |id: &str, flagged: bool| {
+        call(
+            id,
+            "K1002",
+            "2026-11-20T10:00:00Z",
+            "+49301234xxx",
+            "landline",
+            "0.0604",
+            flagged,
+        )
+    };
+    let bill_with = |version: Option<&str>, rows: &[StoredCall]| {
+        let root = tmp.path().join(version.unwrap_or("none"));
+        let (data, out) = (root.join("data"), root.join("out"));
+        let dir = evn_store::month_dir(&data, nov());
+        std::fs::create_dir_all(&dir).unwrap();
+        let w = WriteOptions {
+            counselling_version: version.map(str::to_owned),
+            ..WriteOptions::default()
+        };
+        evn_store::write_file(&dir.join("a.parquet"), rows, w).unwrap();
+        run(&cfg, &data, nov(), &out, &BillOptions::new(created())).unwrap();
+        csv_rows(&out.join("2026-11/K1002.csv")).len()
+    };
+    let current = cfg.counselling.version.clone();
+    assert_eq!(bill_with(Some(&current), &[row("ordinary", false)]), 1);
+    assert_eq!(bill_with(Some(&current), &[row("listed", true)]), 0);
+    assert_eq!(
+        bill_with(Some("2026-Q3+sha256:old"), &[row("ordinary", false)]),
+        0
+    );
+    assert_eq!(bill_with(None, &[row("ordinary", false)]), 0);
 }

@@ -1397,6 +1397,8 @@ impl State {
         let started = Instant::now();
         let options = WriteOptions {
             keys: self.opts.keys.clone(),
+            // The list the rows' counselling flags come from (see evn_billing's scan).
+            counselling_version: Some(self.config.counselling.version.clone()),
             ..WriteOptions::default()
         };
         let batches: BTreeMap<BillingMonth, CallBatch> = std::mem::take(&mut buf.months)

@@ -26,9 +26,10 @@ pub use evn_keys::Keyring;
 pub use location::{Listed, Location, ObjectData};
 pub use object_store::{Error as ObjectError, PutMode};
 pub use parquet_io::{
-    encode_batch, encode_file, list_month_files, read_bytes_with, read_file, read_file_with,
-    read_month, read_month_with, schema, write_batch, write_file, CallBatch, CallColumns,
-    Provenance, StoredCall, WriteOptions,
+    encode_batch, encode_file, list_month_files, read_bytes_with, read_bytes_with_info, read_file,
+    read_file_with, read_file_with_info, read_month, read_month_with, schema, write_batch,
+    write_file, CallBatch, CallColumns, FileInfo, Provenance, StoredCall, WriteOptions,
+    COUNSELLING_VERSION_KEY,
 };
 
 use std::path::{Path, PathBuf};

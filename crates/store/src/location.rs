@@ -136,8 +136,19 @@ impl Location {
         keys: Option<&Arc<Keyring>>,
         sink: &mut dyn FnMut(StoredCall),
     ) -> Result<(), StoreError> {
+        self.read_file_with_info(file, keys, &mut |_| {}, sink)
+    }
+
+    /// [`Location::read_file_with`], handing the file's [`crate::FileInfo`] to `info` first.
+    pub fn read_file_with_info(
+        &self,
+        file: &Path,
+        keys: Option<&Arc<Keyring>>,
+        info: &mut dyn FnMut(crate::FileInfo),
+        sink: &mut dyn FnMut(StoredCall),
+    ) -> Result<(), StoreError> {
         match self {
-            Location::Local(_) => crate::read_file_with(file, keys, sink),
+            Location::Local(_) => crate::read_file_with_info(file, keys, info, sink),
             Location::Object(o) => {
                 let key = file.to_string_lossy();
                 let bytes = o.get(&key)?.ok_or_else(|| StoreError::Object {
@@ -147,7 +158,7 @@ impl Location {
                         source: "listed but gone (deleted by retention?)".into(),
                     },
                 })?;
-                crate::read_bytes_with(Path::new(&o.display(&key)), bytes, keys, sink)
+                crate::read_bytes_with_info(Path::new(&o.display(&key)), bytes, keys, info, sink)
             }
         }
     }

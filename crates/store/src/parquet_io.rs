@@ -61,6 +61,10 @@ pub struct WriteOptions {
     /// With a keyring, files are written with Parquet modular encryption (AES-GCM, the current
     /// 256-bit key, footer and every column encrypted; the key id in the footer key metadata).
     pub keys: Option<Arc<Keyring>>,
+    /// The counselling list version the rows' `counselling` flags were set with (ingest's),
+    /// recorded in the file's key-value metadata ([`COUNSELLING_VERSION_KEY`]): the billing
+    /// run trusts the flag of a shortened number only when its list is still the same.
+    pub counselling_version: Option<String>,
 }
 
 impl Default for WriteOptions {
@@ -68,8 +72,20 @@ impl Default for WriteOptions {
         WriteOptions {
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
             keys: None,
+            counselling_version: None,
         }
     }
+}
+
+/// Key-value metadata key of [`WriteOptions::counselling_version`].
+pub const COUNSELLING_VERSION_KEY: &str = "evn.counselling_version";
+
+/// What a file says about itself besides its rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileInfo {
+    /// [`WriteOptions::counselling_version`]; `None` for files written without it (before
+    /// 2026-11-27, or rewritten by erase).
+    pub counselling_version: Option<String>,
 }
 
 /// Hands parquet the key a file names in its footer key metadata (its key id).
@@ -405,6 +421,12 @@ fn write_to<W: std::io::Write + Send>(
     if let Some(keys) = &options.keys {
         props = props.with_file_encryption_properties(encryption(keys).map_err(pq)?);
     }
+    if let Some(version) = &options.counselling_version {
+        props = props.set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            COUNSELLING_VERSION_KEY.to_owned(),
+            version.clone(),
+        )]));
+    }
     let props = props.build();
     let mut writer = ArrowWriter::try_new(sink, schema(), Some(props)).map_err(pq)?;
     writer.write(&batch.0).map_err(pq)?;
@@ -462,9 +484,19 @@ pub fn read_file_with(
     keys: Option<&Arc<Keyring>>,
     sink: &mut dyn FnMut(StoredCall),
 ) -> Result<(), StoreError> {
+    read_file_with_info(path, keys, &mut |_| {}, sink)
+}
+
+/// [`read_file_with`], handing the file's [`FileInfo`] to `info` before any row.
+pub fn read_file_with_info(
+    path: &Path,
+    keys: Option<&Arc<Keyring>>,
+    info: &mut dyn FnMut(FileInfo),
+    sink: &mut dyn FnMut(StoredCall),
+) -> Result<(), StoreError> {
     let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let encrypted = has_encrypted_footer(&mut file);
-    read_from(path, file, encrypted, keys, sink)
+    read_from(path, file, encrypted, keys, info, sink)
 }
 
 /// Streams the rows of a whole Parquet file held in memory (an object store GET) to `sink`,
@@ -475,8 +507,19 @@ pub fn read_bytes_with(
     keys: Option<&Arc<Keyring>>,
     sink: &mut dyn FnMut(StoredCall),
 ) -> Result<(), StoreError> {
+    read_bytes_with_info(name, bytes, keys, &mut |_| {}, sink)
+}
+
+/// [`read_bytes_with`], handing the file's [`FileInfo`] to `info` before any row.
+pub fn read_bytes_with_info(
+    name: &Path,
+    bytes: bytes::Bytes,
+    keys: Option<&Arc<Keyring>>,
+    info: &mut dyn FnMut(FileInfo),
+    sink: &mut dyn FnMut(StoredCall),
+) -> Result<(), StoreError> {
     let encrypted = bytes.ends_with(b"PARE");
-    read_from(name, bytes, encrypted, keys, sink)
+    read_from(name, bytes, encrypted, keys, info, sink)
 }
 
 fn read_from<R: parquet::file::reader::ChunkReader + 'static>(
@@ -484,6 +527,7 @@ fn read_from<R: parquet::file::reader::ChunkReader + 'static>(
     reader: R,
     encrypted_footer: bool,
     keys: Option<&Arc<Keyring>>,
+    info: &mut dyn FnMut(FileInfo),
     sink: &mut dyn FnMut(StoredCall),
 ) -> Result<(), StoreError> {
     let pq = |source| StoreError::Parquet {
@@ -506,10 +550,18 @@ fn read_from<R: parquet::file::reader::ChunkReader + 'static>(
         }
         None => {}
     }
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(reader, options)
-        .map_err(pq)?
-        .build()
-        .map_err(pq)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(reader, options).map_err(pq)?;
+    let counselling_version = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == COUNSELLING_VERSION_KEY))
+        .and_then(|k| k.value.clone());
+    info(FileInfo {
+        counselling_version,
+    });
+    let reader = builder.build().map_err(pq)?;
     for batch in reader {
         let batch = batch.map_err(|source| StoreError::Arrow {
             path: path.to_owned(),
@@ -671,6 +723,45 @@ pub(crate) mod tests {
             evn_keys::DataKey::from_bytes([fill; 32]),
             Vec::new(),
         ))
+    }
+
+    /// The counselling list version travels in the file, plain or encrypted, and comes back
+    /// before the rows; a file written without one says so.
+    #[test]
+    fn the_counselling_list_version_is_read_back_before_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<StoredCall> = (0..3).map(sample).collect();
+        for (name, keys, version) in [
+            ("p.parquet", None, Some("2026-Q4+sha256:ab")),
+            ("e.parquet", Some(keyring(7)), Some("2026-Q4+sha256:ab")),
+            ("n.parquet", None, None),
+        ] {
+            let path = dir.path().join(name);
+            let options = WriteOptions {
+                keys: keys.clone(),
+                counselling_version: version.map(str::to_owned),
+                ..WriteOptions::default()
+            };
+            write_file(&path, &rows, options).unwrap();
+            let (mut info, n) = (None, std::cell::Cell::new(0));
+            let mut rows_before_info = None;
+            read_file_with_info(
+                &path,
+                keys.as_ref(),
+                &mut |i| {
+                    rows_before_info = Some(n.get());
+                    info = Some(i);
+                },
+                &mut |_| n.set(n.get() + 1),
+            )
+            .unwrap();
+            assert_eq!(
+                info.unwrap().counselling_version.as_deref(),
+                version,
+                "{name}"
+            );
+            assert_eq!((rows_before_info, n.get()), (Some(0), 3), "{name}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use evn_rating::{BillingMonth, RatedCall};
 use evn_store::{StoredCall, WriteOptions};
 
-use crate::support::{config_dir, evn_env};
+use crate::support::{config_dir, evn, evn_env};
 
 fn stored(id: &str, customer: &str, start: &str, called: &str, zone: &str) -> StoredCall {
     let start_time = DateTime::<Utc>::from_str(start).unwrap();
@@ -293,4 +293,89 @@ fn the_evn_tells_the_two_passes_of_the_repeated_autumn_hour_apart() {
         .map(|l| l.split(';').nth(3).unwrap())
         .collect();
     assert_eq!(csv_times, ["02:30:00 A", "02:30:00 B", "03:30:00"], "{csv}");
+}
+
+/// A sharded run writes one manifest part per shard; `evn merge-manifests` makes the month's
+/// `manifest.json` of them (INTERFACES §4), refused while a shard of the month still runs.
+#[test]
+fn merge_manifests_joins_the_shards_parts_into_manifest_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let rows: Vec<StoredCall> = ["K1001", "K1002", "K1003", "K1005"]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            stored(
+                &format!("s{i}"),
+                c,
+                "2026-11-05T10:00:00Z",
+                "+4915112345678",
+                "mobile",
+            )
+        })
+        .collect();
+    write(&data, &rows);
+    for shard in ["0/2", "1/2"] {
+        let o = bill(&data, &out, "2026-11", &["--shard", shard]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let dir = out.join("2026-11");
+    assert!(!dir.join("manifest.json").exists());
+    let parts: Vec<evn_billing::Manifest> =
+        ["manifest.shard-0-of-2.json", "manifest.shard-1-of-2.json"]
+            .iter()
+            .map(|f| evn_billing::Manifest::read(&dir.join(f)).unwrap().expect(f))
+            .collect();
+    let merge = || {
+        evn(&[
+            "merge-manifests",
+            "--out",
+            out.to_str().unwrap(),
+            "--month",
+            "2026-11",
+        ])
+    };
+
+    // A shard still running holds the month lock shared: the merge must wait for it.
+    let lock = std::fs::File::open(dir.join(".bill.lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).unwrap();
+    let o = merge();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!dir.join("manifest.json").exists());
+    drop(lock);
+
+    let o = merge();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("manifest.json"));
+    let merged = evn_billing::Manifest::read(&dir.join("manifest.json"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(merged.shard, None);
+    let mut want: Vec<&String> = parts.iter().flat_map(|p| p.customers.keys()).collect();
+    want.sort();
+    assert_eq!(merged.customers.keys().collect::<Vec<_>>(), want);
+    assert!(want.len() >= 4, "{want:?}");
+    for p in &parts {
+        for (id, e) in &p.customers {
+            assert_eq!(&merged.customers[id], e, "{id}");
+        }
+    }
+    let o = evn(&[
+        "merge-manifests",
+        "--out",
+        out.to_str().unwrap(),
+        "--month",
+        "2026-10",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

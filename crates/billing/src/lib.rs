@@ -45,7 +45,7 @@ use evn_store::{Location, StoreError};
 pub use lock::MONTH_LOCK;
 pub use manifest::{CustomerEntry, Manifest, VersionEntry, MANIFEST_FILE};
 pub use metrics::Metrics;
-pub use object_out::run_to_store;
+pub use object_out::{merge_shards_in_store, run_to_store};
 pub use passwords::{PasswordsError, PdfPasswords};
 
 /// Calls held in memory at once (measured ~520 bytes each as `RatedCall`: ~100 MB). Past this
@@ -1040,6 +1040,21 @@ pub fn run_at(
         duplicates,
         spilled,
     })
+}
+
+/// `evn merge-manifests`: [`merge_shard_manifests`] under the month lock, taken exclusively as
+/// a whole-month run takes it, so it is refused ([`BillError::RunActive`]) while any shard of
+/// the month still runs and would add to its part afterwards.
+pub fn merge_shards_at(out: &Path, month: BillingMonth) -> Result<PathBuf, BillError> {
+    let dir = out.join(month.to_string());
+    if !dir.is_dir() {
+        return Err(BillError::Manifest {
+            path: dir.join(MANIFEST_FILE),
+            detail: "the month folder does not exist: no billing run wrote to it".to_owned(),
+        });
+    }
+    let _lock = lock::MonthLock::acquire(out, &dir, None)?;
+    merge_shard_manifests(out, month)
 }
 
 /// Merges the shard manifests of a month into `manifest.json` (run once after all shards of

@@ -161,3 +161,35 @@ pub fn run_to_store(
     )));
     Ok(report)
 }
+
+/// [`crate::merge_shard_manifests`] for an EVN folder on an object store: the month's
+/// manifests are downloaded, merged, and `manifest.json` is uploaded (replacing an older one).
+/// Run it once every shard has finished: a shard still running would upload its part after.
+pub fn merge_shards_in_store(out: &ObjectData, month: BillingMonth) -> Result<String, BillError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("evn-merge-")
+        .tempdir()
+        .map_err(|e| BillError::io(&std::env::temp_dir(), e))?;
+    let month_name = month.to_string();
+    let local = tmp.path().join(&month_name);
+    std::fs::create_dir_all(&local).map_err(|e| BillError::io(&local, e))?;
+    for listed in out.list(&month_name)? {
+        let Some(name) = listed
+            .key
+            .strip_prefix(&month_name)
+            .and_then(|n| n.strip_prefix('/'))
+            .filter(|n| !n.contains('/') && is_manifest(n))
+        else {
+            continue;
+        };
+        if let Some(bytes) = out.get(&listed.key)? {
+            let path = local.join(name);
+            std::fs::write(&path, &bytes).map_err(|e| BillError::io(&path, e))?;
+        }
+    }
+    let merged = crate::merge_shard_manifests(tmp.path(), month)?;
+    let bytes = std::fs::read(&merged).map_err(|e| BillError::io(&merged, e))?;
+    let key = format!("{month_name}/{}", crate::MANIFEST_FILE);
+    out.put(&key, Bytes::from(bytes), PutMode::Overwrite)?;
+    Ok(out.display(&key))
+}

@@ -125,6 +125,15 @@ enum Command {
         #[arg(long)]
         metrics_file: Option<PathBuf>,
     },
+    /// Merge the manifest parts of a sharded billing run (`--shard I/N`) into
+    /// OUT/YYYY-MM/manifest.json, once every shard has finished (refused while one runs).
+    MergeManifests {
+        /// The billing run's --out: a folder or an object store URL.
+        #[arg(long)]
+        out: evn_store::Location,
+        #[arg(long)]
+        month: BillingMonth,
+    },
     /// Portal download service: customers fetch their own EVNs (HS256 key: EVN_PORTAL_SECRET).
     Serve(serve::ServeArgs),
     /// Mint a portal token signed with EVN_PORTAL_SECRET; prints only the token.
@@ -547,6 +556,20 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 }
             })?;
             print_bill_report(&report)
+        }
+        Command::MergeManifests { out, month } => {
+            let merged = tokio::task::block_in_place(|| match &out {
+                evn_store::Location::Local(out) => {
+                    evn_billing::merge_shards_at(out, month).map(|p| p.display().to_string())
+                }
+                evn_store::Location::Object(out) => evn_billing::merge_shards_in_store(out, month),
+            })
+            .map_err(|e| Failure {
+                code: e.exit_code() as u8,
+                error: anyhow::anyhow!("merging the manifests of {month} failed: {e}"),
+            })?;
+            outln!("merged manifest: {merged}")?;
+            Ok(())
         }
         Command::Demo { dir } => demo::run(&dir).await,
         Command::Serve(args) => serve::serve(args).await,

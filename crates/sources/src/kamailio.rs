@@ -272,10 +272,18 @@ fn dialog_cdr(
         })?),
         None => None,
     };
+    let past_range = |d: Duration| SourceError::BadTime {
+        field: "duration",
+        value: d.num_seconds().to_string(),
+    };
     let end = match (end, duration, start) {
         (Some(e), _, _) => e,
-        (None, Some(d), Stamp::Utc { at, .. }) => Stamp::utc(at + d, true),
-        (None, Some(d), Stamp::Wall(local)) => Stamp::Wall(local + d),
+        (None, Some(d), Stamp::Utc { at, .. }) => {
+            Stamp::utc(at.checked_add_signed(d).ok_or_else(|| past_range(d))?, true)
+        }
+        (None, Some(d), Stamp::Wall(local)) => {
+            Stamp::Wall(local.checked_add_signed(d).ok_or_else(|| past_range(d))?)
+        }
         (None, None, _) => return Err(SourceError::Missing { field: "end_time" }),
     };
     // Dialog CDRs exist only for established dialogs: the call was answered at its start.

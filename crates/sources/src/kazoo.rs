@@ -48,6 +48,21 @@ fn int(doc: &Value, field: &'static str) -> Result<Option<i64>, SourceError> {
     }
 }
 
+/// `end` − `seconds`: a count of seconds from the record can be beyond what chrono
+/// represents (or before year −262143), which is a bad time, not a panic.
+fn before(
+    end: chrono::DateTime<chrono::Utc>,
+    field: &'static str,
+    seconds: i64,
+) -> Result<chrono::DateTime<chrono::Utc>, SourceError> {
+    Duration::try_seconds(seconds)
+        .and_then(|d| end.checked_sub_signed(d))
+        .ok_or(SourceError::BadTime {
+            field,
+            value: seconds.to_string(),
+        })
+}
+
 /// `+4915112345678@realm` → `+4915112345678`.
 fn user_part(s: &str) -> &str {
     s.split('@').next().unwrap_or("")
@@ -74,7 +89,10 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
     })?;
     let billing = int(&doc, "billing_seconds")?.unwrap_or(0);
     let duration = int(&doc, "duration_seconds")?;
-    let answer = (billing > 0).then(|| end - Duration::seconds(billing));
+    let answer = match billing {
+        0 => None,
+        b => Some(before(end, "billing_seconds", b)?),
+    };
     let created = match int(&doc, "channel_created_time")? {
         Some(us) => Some(chrono::DateTime::from_timestamp_micros(us).ok_or(
             SourceError::BadTime {
@@ -84,11 +102,15 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
         )?),
         None => None,
     };
-    let start = created
-        .or_else(|| duration.map(|d| end - Duration::seconds(d)))
-        .ok_or(SourceError::Missing {
-            field: "duration_seconds",
-        })?;
+    let start = match (created, duration) {
+        (Some(c), _) => c,
+        (None, Some(d)) => before(end, "duration_seconds", d)?,
+        (None, None) => {
+            return Err(SourceError::Missing {
+                field: "duration_seconds",
+            })
+        }
+    };
     // The answer is derived from whole seconds; a microsecond create time may come out later.
     let start = answer.map_or(start, |a| start.min(a));
     let called = get("request")
@@ -118,8 +140,10 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
             start: Stamp::utc(start, created.is_some()),
             answer: answer.map(|a| Stamp::utc(a, false)),
             end: Some(Stamp::utc(end, false)),
-            duration: duration.map(Duration::seconds),
-            billsec: (billing > 0).then(|| Duration::seconds(billing)),
+            duration: duration.and_then(Duration::try_seconds),
+            billsec: (billing > 0)
+                .then(|| Duration::try_seconds(billing))
+                .flatten(),
         },
         disposition: None,
         causes,

@@ -261,7 +261,10 @@ fn finish(
         .context
         .as_deref()
         .is_some_and(|c| source.inbound_contexts.iter().any(|i| i == c));
-    let date = berlin_date(resolved.start);
+    let date = berlin_date(resolved.start).ok_or_else(|| SourceError::BadTime {
+        field: "start_time",
+        value: resolved.start.to_rfc3339(),
+    })?;
     let (direction, customer_id) = match source.customer {
         CustomerFrom::NumberDirectory => {
             let from = calling.e164().and_then(|n| numbers.customer_of(n, date));
@@ -352,8 +355,14 @@ fn finish(
     })))
 }
 
-fn berlin_date(t: DateTime<Utc>) -> chrono::NaiveDate {
-    t.with_timezone(&Berlin).date_naive()
+/// None at the very ends of chrono's range, where the local date itself does not exist
+/// (`date_naive` would panic there).
+fn berlin_date(t: DateTime<Utc>) -> Option<chrono::NaiveDate> {
+    use chrono::{Offset, TimeZone};
+    let offset = Berlin.offset_from_utc_datetime(&t.naive_utc()).fix();
+    t.naive_utc()
+        .checked_add_offset(offset)
+        .map(|local| local.date())
 }
 
 /// A short stable id for records that have none: the same bytes give the same id, so an exact
@@ -441,5 +450,7 @@ pub(crate) fn csv_fields(source: &Source, text: &str) -> Result<Option<Vec<Strin
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod robustness_tests;
 #[cfg(test)]
 pub(crate) mod testing;

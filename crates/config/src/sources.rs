@@ -157,7 +157,9 @@ pub struct NumberPlan {
     pub international_prefix: String,
     /// Digits-only numbers up to this length (and not a short code) are extensions: internal.
     pub extension_max_digits: usize,
-    /// Prefixes of short codes dialled as they are (`110`, `116123`).
+    /// Short codes dialled as they are: exact codes (`110`, `19222`) or a prefix followed by
+    /// one `x` per further digit (`116xxx`). Under country code 49 the bare `116` and `118` mean
+    /// their German forms, `116` + 3 digits and `118` + 2 or 3 digits.
     pub short_codes: Vec<String>,
 }
 
@@ -429,7 +431,12 @@ impl RawSource {
         let short_codes = match self.short_codes {
             Some(codes) => {
                 for c in &codes {
-                    check_digits("short_codes", c, false).map_err(ctx)?;
+                    let head = c.trim_end_matches('x');
+                    if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(ctx(format!(
+                            "`short_codes` entries are digits, optionally followed by one `x` per further digit (\"116xxx\"), found {c:?}"
+                        )));
+                    }
                 }
                 codes
             }
@@ -664,6 +671,17 @@ customer = "number-directory"
         assert_eq!(src.columns.len(), 18);
         assert_eq!(src.column("uniqueid"), Some(16));
         assert_eq!(src.plan.short_codes.len(), 5);
+        let with = |codes: &str| {
+            parse(&format!(
+                "[[source]]\ntopic = \"t\"\nformat = \"kazoo-json\"\nswitch_id = \"k\"\nshort_codes = {codes}\n"
+            ))
+        };
+        let s = with(r#"["110", "116xxx", "19222"]"#).unwrap();
+        assert_eq!(s.get("t").unwrap().plan.short_codes[1], "116xxx");
+        for bad in [r#"["x"]"#, r#"["11x6"]"#, r#"["*31"]"#, r#"[""]"#] {
+            let e = with(bad).unwrap_err();
+            assert!(e.message.contains("`short_codes` entries"), "{bad}: {e}");
+        }
         assert_eq!(s.format_of("cdrs"), SourceFormat::CanonicalJson);
     }
 

@@ -168,6 +168,9 @@ pub struct NumberPlan {
 pub enum TimeFormat {
     /// Wall-clock time in the source's time zone, with this `strftime` pattern.
     Wall(String),
+    /// A `strftime` pattern with a UTC offset (`%z`, `%:z`, `%#z`, `%+`): each value is an
+    /// instant by its own offset, whatever `timezone` says.
+    WithOffset(String),
     /// RFC 3339 with an offset.
     Rfc3339,
     /// Seconds since 1970 (UTC), a fraction allowed.
@@ -356,6 +359,14 @@ struct RawFields {
     customer_id: Option<String>,
 }
 
+/// Whether a `strftime` pattern reads a UTC offset; `%%z` is a literal, not an offset.
+fn has_offset(pattern: &str) -> bool {
+    let p = pattern.replace("%%", "");
+    ["%z", "%:z", "%::z", "%:::z", "%#z", "%+"]
+        .iter()
+        .any(|o| p.contains(o))
+}
+
 fn check_digits(name: &str, value: &str, allow_empty: bool) -> Result<(), String> {
     if (value.is_empty() && !allow_empty) || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("`{name}` must be digits, found {value:?}"));
@@ -408,7 +419,8 @@ impl RawSource {
             && !matches!(
                 self.time_format.as_deref(),
                 Some("rfc3339" | "epoch" | "epoch_ms" | "epoch_us")
-            );
+            )
+            && !self.time_format.as_deref().is_some_and(has_offset);
         if wall_clock && timezone.is_none() {
             return Err(ctx(format!("`timezone` is required: {format} writes times without an offset (use \"UTC\" if the switch logs in UTC)")));
         }
@@ -576,7 +588,16 @@ impl RawSource {
                     if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
                         return Err(ctx(format!("`time_format` {p:?} is not a valid strftime pattern (e.g. \"%d.%m.%Y %H:%M:%S\"; see chrono's strftime)")));
                     }
-                    TimeFormat::Wall(p.to_owned())
+                    // chrono skips a zone name when parsing: `CET`/`CEST` would be dropped
+                    // and the time silently read in `timezone`.
+                    if p.replace("%%", "").contains("%Z") {
+                        return Err(ctx(format!("`time_format` {p:?} uses %Z, a time zone name, which cannot be read reliably: use a numeric offset (%z, e.g. +0100) or no zone and `timezone`")));
+                    }
+                    if has_offset(p) {
+                        TimeFormat::WithOffset(p.to_owned())
+                    } else {
+                        TimeFormat::Wall(p.to_owned())
+                    }
                 }
                 Some(p) => return Err(ctx(format!("`time_format` {p:?} is a strftime pattern (\"%Y-%m-%d %H:%M:%S\"), rfc3339, epoch, epoch_ms or epoch_us"))),
             };
@@ -712,6 +733,33 @@ disposition = "status"
         assert_eq!((m.cdr_id, m.called_number, m.disposition), (0, 2, Some(6)));
         assert_eq!(m.time_format, TimeFormat::Wall("%d.%m.%Y %H:%M:%S".into()));
         assert_eq!(m.dispositions["OK"], Disposition::Answered);
+    }
+
+    #[test]
+    fn a_time_format_with_an_offset_needs_no_zone_and_zone_names_are_refused() {
+        let csv = |tz: &str, tf: &str| {
+            parse(&format!("[[source]]\ntopic = \"c\"\nformat = \"csv\"\nswitch_id = \"k\"\n{tz}columns = [\"id\", \"a\", \"b\", \"s\", \"e\"]\ntime_format = \"{tf}\"\n[source.fields]\ncdr_id = \"id\"\ncalling_number = \"a\"\ncalled_number = \"b\"\nstart_time = \"s\"\nend_time = \"e\"\nanswer_time = \"e\"\n"))
+        };
+        for tf in ["%Y-%m-%d %H:%M:%S%z", "%d.%m.%Y %H:%M:%S %:z", "%+"] {
+            let s = csv("", tf).unwrap();
+            assert_eq!(
+                s.get("c").unwrap().csv.as_ref().unwrap().time_format,
+                TimeFormat::WithOffset(tf.into())
+            );
+        }
+        assert_eq!(
+            csv("timezone = \"UTC\"\n", "%H:%M 100%%z")
+                .unwrap()
+                .get("c")
+                .unwrap()
+                .csv
+                .as_ref()
+                .unwrap()
+                .time_format,
+            TimeFormat::Wall("%H:%M 100%%z".into())
+        );
+        let e = csv("timezone = \"Europe/Berlin\"\n", "%Y-%m-%d %H:%M:%S %Z").unwrap_err();
+        assert!(e.message.contains("uses %Z"), "{e}");
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
             TimeFormat::Wall(pattern) => {
                 Stamp::Wall(chrono::NaiveDateTime::parse_from_str(v, pattern).map_err(|_| bad())?)
             }
+            TimeFormat::WithOffset(pattern) => Stamp::utc(
+                DateTime::parse_from_str(v, pattern)
+                    .map_err(|_| bad())?
+                    .to_utc(),
+                false,
+            ),
             TimeFormat::Rfc3339 => Stamp::utc(
                 DateTime::parse_from_rfc3339(v).map_err(|_| bad())?.to_utc(),
                 v.contains('.'),
@@ -147,6 +153,44 @@ disposition = "status"
         assert_eq!(
             code(&carrier(), b"id;a;b;start;answer;end;status"),
             "skip header"
+        );
+    }
+
+    #[test]
+    fn a_pattern_with_an_offset_is_read_by_that_offset_not_the_zone() {
+        let s = source(
+            SourceFormat::Csv,
+            r#"timezone = "Europe/Berlin"
+delimiter = ";"
+columns = ["id", "a", "b", "start", "answer", "end", "status"]
+time_format = "%Y-%m-%d %H:%M:%S%z"
+[source.fields]
+cdr_id = "id"
+calling_number = "a"
+called_number = "b"
+start_time = "start"
+answer_time = "answer"
+end_time = "end"
+disposition = "status"
+"#,
+        );
+        // 23:30 UTC on 30 November is 1 December in Berlin: the December bill.
+        let row = "Z-1;+4989123456;+4915112345678;2026-11-30 23:30:00+0000;2026-11-30 23:30:05+0000;2026-11-30 23:32:05+0000;ANSWERED";
+        assert_eq!(
+            run(&s, row.as_bytes()).unwrap(),
+            "sw1 Z-1 K1002 +4989123456→+4915112345678 outbound answered \
+             start=2026-11-30T23:30:00Z answer=23:30:05 end=23:32:05 billable=120s id=Z-1"
+        );
+        let row = row.replace("+0000", "+0100");
+        assert!(
+            run(&s, row.as_bytes())
+                .unwrap()
+                .contains("start=2026-11-30T22:30:00Z"),
+            "{row}"
+        );
+        assert_eq!(
+            code(&s, row.replace("+0100;A", ";A").as_bytes()),
+            "bad_timestamp"
         );
     }
 

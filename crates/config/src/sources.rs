@@ -497,6 +497,22 @@ impl RawSource {
                 "`fields`, `time_format` and `dispositions` apply to format \"csv\", not {format}"
             )));
         }
+        // Only these formats name a dialplan context; elsewhere the list would be silently
+        // ignored and inbound calls billed as outbound.
+        let has_context = matches!(
+            format,
+            SourceFormat::AsteriskCsv | SourceFormat::FreeswitchJson | SourceFormat::FreeswitchCsv
+        );
+        if !self.inbound_contexts.is_empty() && !has_context {
+            let hint = match format {
+                SourceFormat::KazooJson => ": Kazoo legs from the PSTN (resource_type \"offnet-origination\") are skipped as inbound without it",
+                SourceFormat::Csv => ": filter inbound rows out before sending them, or place calls with customer = \"number-directory\"",
+                _ => "",
+            };
+            return Err(ctx(format!(
+                "`inbound_contexts` applies to asterisk-csv, freeswitch-json and freeswitch-csv, whose records name a dialplan context; {format} records have none, so it would be ignored{hint}"
+            )));
+        }
         let max_call_hours = match (format, self.max_call_hours) {
             (SourceFormat::KamailioJson, None) => DEFAULT_MAX_CALL_HOURS,
             (SourceFormat::KamailioJson, Some(h)) if (1..=24 * 14).contains(&h) => h,
@@ -733,6 +749,25 @@ disposition = "status"
         assert_eq!((m.cdr_id, m.called_number, m.disposition), (0, 2, Some(6)));
         assert_eq!(m.time_format, TimeFormat::Wall("%d.%m.%Y %H:%M:%S".into()));
         assert_eq!(m.dispositions["OK"], Disposition::Answered);
+    }
+
+    #[test]
+    fn inbound_contexts_only_for_formats_with_a_context() {
+        let with = |format: &str, extra: &str| {
+            parse(&format!("[[source]]\ntopic = \"t\"\nformat = \"{format}\"\nswitch_id = \"k\"\ntimezone = \"UTC\"\ninbound_contexts = [\"from-carrier\"]\n{extra}"))
+        };
+        for format in ["asterisk-csv", "freeswitch-json", "freeswitch-csv"] {
+            assert!(with(format, "").is_ok(), "{format}");
+        }
+        let csv = "columns = [\"id\", \"a\", \"b\", \"s\", \"e\"]\n[source.fields]\ncdr_id = \"id\"\ncalling_number = \"a\"\ncalled_number = \"b\"\nstart_time = \"s\"\nend_time = \"e\"\nanswer_time = \"e\"\n";
+        for (format, extra) in [("kazoo-json", ""), ("kamailio-json", ""), ("csv", csv)] {
+            let e = with(format, extra).unwrap_err();
+            assert!(
+                e.message.contains("`inbound_contexts` applies to")
+                    && e.message.contains("would be ignored"),
+                "{format}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! billed duration is exactly Kazoo's); start = `channel_created_time`, else end −
 //! `duration_seconds`, never after the answer.
 //!
+//! Inbound: a leg with `custom_channel_vars.resource_type` `offnet-origination` came in from
+//! the PSTN; it is skipped `inbound` (in either customer mode; Kazoo records no context).
+//!
 //! Legs: the `inbound` leg (the caller's channel into the switch) carries the call and is
 //! billed; the `outbound` leg (the switch towards the callee, `other_leg_call_id` pointing back)
 //! is skipped `other_leg`. Calls the API originates have no inbound leg: a limit.
@@ -80,6 +83,16 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
     let get = |name: &str| doc.get(name).and_then(text).filter(|s| !s.is_empty());
     if get("call_direction").is_some_and(|d| d == "outbound") {
         return Ok(Read::Skip(Skip::OtherLeg));
+    }
+    // The carrier's leg of a PSTN call to a customer's DID: with customer = "accountcode" it
+    // carries the customer's account id and an outside number as callee-side, and was billed
+    // as an outbound call. Kazoo has no dialplan context to tell it by.
+    let resource_type = doc
+        .get("custom_channel_vars")
+        .and_then(|c| c.get("resource_type"))
+        .and_then(text);
+    if resource_type.as_deref() == Some("offnet-origination") {
+        return Ok(Read::Skip(Skip::Inbound));
     }
     let call_id = get("call_id").ok_or(SourceError::Missing { field: "call_id" })?;
     let gregorian = int(&doc, "timestamp")?.ok_or(SourceError::Missing { field: "timestamp" })?;
@@ -196,6 +209,31 @@ mod tests {
             got.contains(" K1002 ") && got.contains("outbound busy") && got.contains("answer=-"),
             "{got}"
         );
+    }
+
+    #[test]
+    fn the_carrier_leg_of_a_call_from_the_pstn_is_inbound() {
+        let s = source(SourceFormat::KazooJson, "customer = \"accountcode\"\n");
+        // A caller on a mobile dials K1002's DID; Kazoo writes the leg with K1002's account.
+        let doc = leg("inbound", "\"122\"", "NORMAL_CLEARING")
+            .replace(
+                "\"caller_id_number\":\"+4989123456\"",
+                "\"caller_id_number\":\"+4915112345678\"",
+            )
+            .replace("015112345678@k1002", "+4989123456@k1002")
+            .replace(
+                "{\"account_id\":\"K1002\"}",
+                "{\"account_id\":\"K1002\",\"resource_type\":\"offnet-origination\"}",
+            );
+        assert_eq!(code(&s, doc.as_bytes()), "skip inbound");
+        let number_directory = source(SourceFormat::KazooJson, "");
+        assert_eq!(code(&number_directory, doc.as_bytes()), "skip inbound");
+        // A customer's own call through a carrier (offnet termination) is still billed.
+        let out = leg("inbound", "\"122\"", "NORMAL_CLEARING").replace(
+            "{\"account_id\":\"K1002\"}",
+            "{\"account_id\":\"K1002\",\"resource_type\":\"audio\"}",
+        );
+        assert!(code(&s, out.as_bytes()).contains("outbound answered"));
     }
 
     #[test]

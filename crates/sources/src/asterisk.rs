@@ -171,6 +171,30 @@ mod tests {
     }
 
     #[test]
+    fn an_answered_call_to_no_number_is_a_bad_number_not_internal() {
+        // The caller dialled the trunk with the per-call CLIR prefix: billed to the number.
+        let clir = ANSWERED.replace(r#","015112345678","from"#, r#","*31#015112345678","from"#);
+        let got = run(&src(), clir.as_bytes()).unwrap();
+        assert!(
+            got.contains("K1001 +4930901820→+4915112345678 outbound answered"),
+            "{got}"
+        );
+        let empty = ANSWERED.replace(r#","015112345678","from"#, r#","","from"#);
+        assert_eq!(code(&src(), empty.as_bytes()), "bad_number");
+        let word = ANSWERED.replace(r#","015112345678","from"#, r#","s","from"#);
+        assert_eq!(code(&src(), word.as_bytes()), "bad_number");
+        let accountcode = source(SourceFormat::AsteriskCsv, "customer = \"accountcode\"\n");
+        let empty = empty.replacen(r#""""#, r#""K1001""#, 1);
+        assert_eq!(code(&accountcode, empty.as_bytes()), "bad_number");
+        // Unanswered, nothing is billed either way.
+        let tried = ANSWERED
+            .replace(r#","015112345678","from"#, r#","","from"#)
+            .replace("\"ANSWERED\"", "\"NO ANSWER\"")
+            .replace("\"2026-11-24 09:15:09\"", "");
+        assert_eq!(code(&src(), tried.as_bytes()), "skip internal");
+    }
+
+    #[test]
     fn accountcode_names_the_customer() {
         let s = source(SourceFormat::AsteriskCsv, "customer = \"accountcode\"\n");
         let row = ANSWERED.replacen(r#""""#, r#""K1002""#, 1);

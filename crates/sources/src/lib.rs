@@ -257,6 +257,22 @@ fn finish(
         }
     }
     let called = place("called_number", &r.called, source)?;
+    let disposition = r.disposition.unwrap_or_else(|| {
+        let causes: Vec<&str> = r.causes.iter().map(String::as_str).collect();
+        disposition::from_cause(resolved.answer.is_some(), &causes)
+    });
+    // An answered call from a customer went somewhere: an empty or non-numeric called number
+    // is a record we cannot bill, not an internal call (README: dead-lettered `bad_number`).
+    // Feature codes (`*97`) and extensions are Num::Internal and stay internal.
+    let unbillable_callee = || -> Result<(), SourceError> {
+        if matches!(called, Num::Unknown) && disposition == Disposition::Answered {
+            return Err(SourceError::BadNumber {
+                field: "called_number",
+                detail: format!("{:?} is not a number, and the call was answered", r.called),
+            });
+        }
+        Ok(())
+    };
     let inbound_context = r
         .context
         .as_deref()
@@ -275,7 +291,10 @@ fn finish(
             }
             match (from, to) {
                 (Some(_), Some(_)) => return Ok(Converted::Skip(Skip::Internal)),
-                (Some(_), None) if called_internal => return Ok(Converted::Skip(Skip::Internal)),
+                (Some(_), None) if called_internal => {
+                    unbillable_callee()?;
+                    return Ok(Converted::Skip(Skip::Internal));
+                }
                 (Some(c), None) => (Direction::Outbound, c.to_owned()),
                 (None, Some(_)) => return Ok(Converted::Skip(Skip::Inbound)),
                 (None, None) if called_internal && !matches!(calling, Num::External(_)) => {
@@ -297,6 +316,7 @@ fn finish(
                 return Ok(Converted::Skip(Skip::Inbound));
             }
             if !matches!(called, Num::External(_)) {
+                unbillable_callee()?;
                 return Ok(Converted::Skip(Skip::Internal));
             }
             if account.is_empty() {
@@ -326,10 +346,6 @@ fn finish(
     let Num::External(called_number) = called else {
         unreachable!("calls to internal numbers were skipped above");
     };
-    let disposition = r.disposition.unwrap_or_else(|| {
-        let causes: Vec<&str> = r.causes.iter().map(String::as_str).collect();
-        disposition::from_cause(resolved.answer.is_some(), &causes)
-    });
     // A leg that was not answered has no answer time, whatever the record's answer column.
     let answer_time = if disposition == Disposition::Answered {
         resolved.answer

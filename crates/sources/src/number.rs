@@ -1,7 +1,8 @@
 //! Numbers as switches write them → E.164, a short code, or something internal to the switch.
 //!
 //! Rule, in order, for what is left after stripping a SIP/tel URI and visual separators:
-//! 1. `*…`/`#…` (feature codes such as `*97`) → internal;
+//! 1. `*31#`/`#31#` before a number (caller id shown or hidden for this call) is dropped;
+//!    then `*…`/`#…` (feature codes such as `*97`) → internal;
 //! 2. `+` and digits → E.164;
 //! 3. no digits at all, or letters (`anonymous`, Asterisk's `s`) → not a number;
 //! 4. a configured short code: exactly (`110`, `115`) or by its form (`116` + 3 digits,
@@ -75,6 +76,12 @@ pub fn normalise(raw: &str, plan: &NumberPlan) -> Result<Num, Unplaceable> {
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '/' | '(' | ')' | '.' | '\u{a0}'))
         .collect();
+    // `*31#` / `#31#` before a number show or hide the caller id for this one call
+    // (German networks); the call still goes to the number after it.
+    let s = match s.strip_prefix("*31#").or_else(|| s.strip_prefix("#31#")) {
+        Some(rest) if !rest.is_empty() => rest.to_owned(),
+        _ => s,
+    };
     if s.starts_with('*') || s.starts_with('#') {
         return Ok(Num::Internal(s));
     }
@@ -181,6 +188,10 @@ mod tests {
         check("1001", "internal 1001");
         check("*97", "internal *97");
         check("#31#", "internal #31#");
+        check("*31#015112345678", "+4915112345678");
+        check("#31#+4930901820", "+4930901820");
+        check("*31#1001", "internal 1001");
+        check("*31#*97", "internal *97");
         check("110", "110");
         check("112", "112");
         check("116123", "116123");

@@ -195,6 +195,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unplaceable_caller_of_an_inbound_call_is_inbound() {
+        let no_clid = ANSWERED.replace(r#""""Müller"" <+4930901820>""#, r#""""#);
+        let inbound = no_clid.replace(
+            r#""+4930901820","015112345678""#,
+            r#""0000000000","+4989123456""#,
+        );
+        assert_eq!(code(&src(), inbound.as_bytes()), "skip inbound");
+        let from_trunk = source(
+            SourceFormat::AsteriskCsv,
+            "inbound_contexts = [\"from-internal\"]\n",
+        );
+        let to_outside = no_clid.replace(r#""+4930901820","#, r#""0000000000","#);
+        assert_eq!(code(&from_trunk, to_outside.as_bytes()), "skip inbound");
+        // Not to a customer's line: still dead-lettered.
+        assert_eq!(code(&src(), to_outside.as_bytes()), "bad_number");
+    }
+
+    #[test]
     fn accountcode_names_the_customer() {
         let s = source(SourceFormat::AsteriskCsv, "customer = \"accountcode\"\n");
         let row = ANSWERED.replacen(r#""""#, r#""K1002""#, 1);

@@ -247,12 +247,20 @@ fn finish(
 ) -> Result<Converted, SourceError> {
     damaged("cdr_id", &r.cdr_id)?;
     let resolved = time::resolve(r.times, source.timezone)?;
-    let mut calling = place("calling_number", &r.calling, source)?;
+    // A caller id that cannot be placed (FreeSWITCH's default `0000000000`, a foreign CLI
+    // without its prefix) matters only for a call we bill: held until the direction is known,
+    // so an inbound call is skipped as such instead of filling the dead-letter topic.
+    let (mut calling, mut caller_error) = match place("calling_number", &r.calling, source) {
+        Ok(n) => (n, None),
+        Err(e @ SourceError::BadNumber { .. }) => (Num::Unknown, Some(e)),
+        Err(e) => return Err(e),
+    };
     if !matches!(calling, Num::External(_)) {
         // An extension calls out under the line number the switch presents for it.
         if let Some(presented) = r.presented.as_deref() {
             if let Ok(n @ Num::External(_)) = number::normalise(presented, &source.plan) {
                 calling = n;
+                caller_error = None;
             }
         }
     }
@@ -281,6 +289,17 @@ fn finish(
         field: "start_time",
         value: resolved.start.to_rfc3339(),
     })?;
+    if let Some(e) = caller_error {
+        let to_customer = matches!(source.customer, CustomerFrom::NumberDirectory)
+            && called
+                .e164()
+                .is_some_and(|n| numbers.customer_of(n, date).is_some());
+        return if inbound_context || to_customer {
+            Ok(Converted::Skip(Skip::Inbound))
+        } else {
+            Err(e)
+        };
+    }
     let (direction, customer_id) = match source.customer {
         CustomerFrom::NumberDirectory => {
             let from = calling.e164().and_then(|n| numbers.customer_of(n, date));

@@ -2,7 +2,9 @@
 //! customer id. `customer_id,number_or_prefix,valid_from`; an entry covers every number that
 //! starts with it (a PBX base number covers its direct-dial extensions), the longest entry in
 //! force on the call's date (Europe/Berlin) wins, so a number re-assigned to another customer
-//! gets a new row from the day it moves.
+//! gets a new row from the day it moves. A row with customer `-` (or empty) ends an
+//! assignment: from its date the number or range is no customer's line (the customer left, or
+//! ported the number out), and it does not fall back to a shorter entry.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +17,7 @@ use crate::{ConfigError, CustomerDirectory};
 /// One entry, in force from `valid_from` on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberEntry {
+    /// Empty: from `valid_from` the number is no customer's line.
     pub customer_id: String,
     /// E.164 with `+`: a full number or the leading digits of a range.
     pub prefix: String,
@@ -33,11 +36,19 @@ impl NumberDirectory {
     /// The customer whose line `number` (E.164) is on `date`, by the longest entry in force.
     pub fn customer_of(&self, number: &str, date: NaiveDate) -> Option<&str> {
         let max = self.longest.min(number.len());
-        (2..=max).rev().find_map(|len| {
-            let rows = self.by_prefix.get(number.get(..len)?)?;
+        for len in (2..=max).rev() {
+            let Some(rows) = number.get(..len).and_then(|p| self.by_prefix.get(p)) else {
+                continue;
+            };
             let idx = rows.partition_point(|r| r.valid_from <= date);
-            idx.checked_sub(1).map(|i| rows[i].customer_id.as_str())
-        })
+            if let Some(i) = idx.checked_sub(1) {
+                // An ended assignment ends the search too: a number ported out of a customer's
+                // range is not that customer's line.
+                let customer = rows[i].customer_id.as_str();
+                return (!customer.is_empty()).then_some(customer);
+            }
+        }
+        None
     }
 
     /// Entries (all dates) in the directory.
@@ -76,7 +87,8 @@ impl NumberDirectory {
             &["customer_id", "number_or_prefix", "valid_from"],
             |line, raw: RawRow| {
                 let err = |msg: String| ConfigError::new(path, Some(line), msg);
-                if customers.rows(&raw.customer_id).is_empty() {
+                let ended = matches!(raw.customer_id.trim(), "" | "-");
+                if !ended && customers.rows(&raw.customer_id).is_empty() {
                     return Err(err(format!(
                         "customer {:?} is not in customers.csv: add the customer first",
                         raw.customer_id
@@ -109,7 +121,11 @@ impl NumberDirectory {
                     return Err(err(format!("{prefix} has two rows valid from {valid_from} (lines {first} and {line}): keep one")));
                 }
                 entries.push(NumberEntry {
-                    customer_id: raw.customer_id,
+                    customer_id: if ended {
+                        String::new()
+                    } else {
+                        raw.customer_id
+                    },
                     prefix,
                     valid_from,
                     line,
@@ -182,6 +198,26 @@ mod tests {
         assert_eq!(dir.customer_of("+4930901820", d("2025-12-31")), None);
         assert_eq!(dir.customer_of("+4989123456", d("2026-11-01")), None);
         assert_eq!(dir.len(), 4);
+    }
+
+    #[test]
+    fn a_dash_ends_an_assignment() {
+        let dir = parse(
+            "K1,+4930901820,2026-01-01\n\
+             -,+4930901820,2026-11-15\n\
+             K2,+49221555,2026-01-01\n\
+             ,+492215550,2026-06-01\n\
+             K1,+4930901820,2027-01-01\n",
+        )
+        .unwrap();
+        assert_eq!(dir.customer_of("+4930901820", d("2026-11-14")), Some("K1"));
+        assert_eq!(dir.customer_of("+4930901820", d("2026-11-15")), None);
+        assert_eq!(dir.customer_of("+493090182017", d("2026-12-01")), None);
+        assert_eq!(dir.customer_of("+4930901820", d("2027-01-01")), Some("K1"));
+        // A number ported out of a range does not fall back to the range's customer.
+        assert_eq!(dir.customer_of("+49221555010", d("2026-05-31")), Some("K2"));
+        assert_eq!(dir.customer_of("+49221555010", d("2026-06-01")), None);
+        assert_eq!(dir.customer_of("+49221555100", d("2026-06-01")), Some("K2"));
     }
 
     #[test]

@@ -157,7 +157,9 @@ pub struct NumberPlan {
     pub international_prefix: String,
     /// Digits-only numbers up to this length (and not a short code) are extensions: internal.
     pub extension_max_digits: usize,
-    /// Prefixes of short codes dialled as they are (`110`, `116123`).
+    /// Short codes dialled as they are: exact codes (`110`, `19222`) or a prefix followed by
+    /// one `x` per further digit (`116xxx`). Under country code 49 the bare `116` and `118` mean
+    /// their German forms, `116` + 3 digits and `118` + 2 or 3 digits.
     pub short_codes: Vec<String>,
 }
 
@@ -166,6 +168,9 @@ pub struct NumberPlan {
 pub enum TimeFormat {
     /// Wall-clock time in the source's time zone, with this `strftime` pattern.
     Wall(String),
+    /// A `strftime` pattern with a UTC offset (`%z`, `%:z`, `%#z`, `%+`): each value is an
+    /// instant by its own offset, whatever `timezone` says.
+    WithOffset(String),
     /// RFC 3339 with an offset.
     Rfc3339,
     /// Seconds since 1970 (UTC), a fraction allowed.
@@ -354,6 +359,14 @@ struct RawFields {
     customer_id: Option<String>,
 }
 
+/// Whether a `strftime` pattern reads a UTC offset; `%%z` is a literal, not an offset.
+fn has_offset(pattern: &str) -> bool {
+    let p = pattern.replace("%%", "");
+    ["%z", "%:z", "%::z", "%:::z", "%#z", "%+"]
+        .iter()
+        .any(|o| p.contains(o))
+}
+
 fn check_digits(name: &str, value: &str, allow_empty: bool) -> Result<(), String> {
     if (value.is_empty() && !allow_empty) || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("`{name}` must be digits, found {value:?}"));
@@ -406,7 +419,8 @@ impl RawSource {
             && !matches!(
                 self.time_format.as_deref(),
                 Some("rfc3339" | "epoch" | "epoch_ms" | "epoch_us")
-            );
+            )
+            && !self.time_format.as_deref().is_some_and(has_offset);
         if wall_clock && timezone.is_none() {
             return Err(ctx(format!("`timezone` is required: {format} writes times without an offset (use \"UTC\" if the switch logs in UTC)")));
         }
@@ -429,7 +443,12 @@ impl RawSource {
         let short_codes = match self.short_codes {
             Some(codes) => {
                 for c in &codes {
-                    check_digits("short_codes", c, false).map_err(ctx)?;
+                    let head = c.trim_end_matches('x');
+                    if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(ctx(format!(
+                            "`short_codes` entries are digits, optionally followed by one `x` per further digit (\"116xxx\"), found {c:?}"
+                        )));
+                    }
                 }
                 codes
             }
@@ -476,6 +495,22 @@ impl RawSource {
         {
             return Err(ctx(format!(
                 "`fields`, `time_format` and `dispositions` apply to format \"csv\", not {format}"
+            )));
+        }
+        // Only these formats name a dialplan context; elsewhere the list would be silently
+        // ignored and inbound calls billed as outbound.
+        let has_context = matches!(
+            format,
+            SourceFormat::AsteriskCsv | SourceFormat::FreeswitchJson | SourceFormat::FreeswitchCsv
+        );
+        if !self.inbound_contexts.is_empty() && !has_context {
+            let hint = match format {
+                SourceFormat::KazooJson => ": Kazoo legs from the PSTN (resource_type \"offnet-origination\") are skipped as inbound without it",
+                SourceFormat::Csv => ": filter inbound rows out before sending them, or place calls with customer = \"number-directory\"",
+                _ => "",
+            };
+            return Err(ctx(format!(
+                "`inbound_contexts` applies to asterisk-csv, freeswitch-json and freeswitch-csv, whose records name a dialplan context; {format} records have none, so it would be ignored{hint}"
             )));
         }
         let max_call_hours = match (format, self.max_call_hours) {
@@ -569,7 +604,16 @@ impl RawSource {
                     if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
                         return Err(ctx(format!("`time_format` {p:?} is not a valid strftime pattern (e.g. \"%d.%m.%Y %H:%M:%S\"; see chrono's strftime)")));
                     }
-                    TimeFormat::Wall(p.to_owned())
+                    // chrono skips a zone name when parsing: `CET`/`CEST` would be dropped
+                    // and the time silently read in `timezone`.
+                    if p.replace("%%", "").contains("%Z") {
+                        return Err(ctx(format!("`time_format` {p:?} uses %Z, a time zone name, which cannot be read reliably: use a numeric offset (%z, e.g. +0100) or no zone and `timezone`")));
+                    }
+                    if has_offset(p) {
+                        TimeFormat::WithOffset(p.to_owned())
+                    } else {
+                        TimeFormat::Wall(p.to_owned())
+                    }
                 }
                 Some(p) => return Err(ctx(format!("`time_format` {p:?} is a strftime pattern (\"%Y-%m-%d %H:%M:%S\"), rfc3339, epoch, epoch_ms or epoch_us"))),
             };
@@ -664,6 +708,17 @@ customer = "number-directory"
         assert_eq!(src.columns.len(), 18);
         assert_eq!(src.column("uniqueid"), Some(16));
         assert_eq!(src.plan.short_codes.len(), 5);
+        let with = |codes: &str| {
+            parse(&format!(
+                "[[source]]\ntopic = \"t\"\nformat = \"kazoo-json\"\nswitch_id = \"k\"\nshort_codes = {codes}\n"
+            ))
+        };
+        let s = with(r#"["110", "116xxx", "19222"]"#).unwrap();
+        assert_eq!(s.get("t").unwrap().plan.short_codes[1], "116xxx");
+        for bad in [r#"["x"]"#, r#"["11x6"]"#, r#"["*31"]"#, r#"[""]"#] {
+            let e = with(bad).unwrap_err();
+            assert!(e.message.contains("`short_codes` entries"), "{bad}: {e}");
+        }
         assert_eq!(s.format_of("cdrs"), SourceFormat::CanonicalJson);
     }
 
@@ -694,6 +749,52 @@ disposition = "status"
         assert_eq!((m.cdr_id, m.called_number, m.disposition), (0, 2, Some(6)));
         assert_eq!(m.time_format, TimeFormat::Wall("%d.%m.%Y %H:%M:%S".into()));
         assert_eq!(m.dispositions["OK"], Disposition::Answered);
+    }
+
+    #[test]
+    fn inbound_contexts_only_for_formats_with_a_context() {
+        let with = |format: &str, extra: &str| {
+            parse(&format!("[[source]]\ntopic = \"t\"\nformat = \"{format}\"\nswitch_id = \"k\"\ntimezone = \"UTC\"\ninbound_contexts = [\"from-carrier\"]\n{extra}"))
+        };
+        for format in ["asterisk-csv", "freeswitch-json", "freeswitch-csv"] {
+            assert!(with(format, "").is_ok(), "{format}");
+        }
+        let csv = "columns = [\"id\", \"a\", \"b\", \"s\", \"e\"]\n[source.fields]\ncdr_id = \"id\"\ncalling_number = \"a\"\ncalled_number = \"b\"\nstart_time = \"s\"\nend_time = \"e\"\nanswer_time = \"e\"\n";
+        for (format, extra) in [("kazoo-json", ""), ("kamailio-json", ""), ("csv", csv)] {
+            let e = with(format, extra).unwrap_err();
+            assert!(
+                e.message.contains("`inbound_contexts` applies to")
+                    && e.message.contains("would be ignored"),
+                "{format}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_time_format_with_an_offset_needs_no_zone_and_zone_names_are_refused() {
+        let csv = |tz: &str, tf: &str| {
+            parse(&format!("[[source]]\ntopic = \"c\"\nformat = \"csv\"\nswitch_id = \"k\"\n{tz}columns = [\"id\", \"a\", \"b\", \"s\", \"e\"]\ntime_format = \"{tf}\"\n[source.fields]\ncdr_id = \"id\"\ncalling_number = \"a\"\ncalled_number = \"b\"\nstart_time = \"s\"\nend_time = \"e\"\nanswer_time = \"e\"\n"))
+        };
+        for tf in ["%Y-%m-%d %H:%M:%S%z", "%d.%m.%Y %H:%M:%S %:z", "%+"] {
+            let s = csv("", tf).unwrap();
+            assert_eq!(
+                s.get("c").unwrap().csv.as_ref().unwrap().time_format,
+                TimeFormat::WithOffset(tf.into())
+            );
+        }
+        assert_eq!(
+            csv("timezone = \"UTC\"\n", "%H:%M 100%%z")
+                .unwrap()
+                .get("c")
+                .unwrap()
+                .csv
+                .as_ref()
+                .unwrap()
+                .time_format,
+            TimeFormat::Wall("%H:%M 100%%z".into())
+        );
+        let e = csv("timezone = \"Europe/Berlin\"\n", "%Y-%m-%d %H:%M:%S %Z").unwrap_err();
+        assert!(e.message.contains("uses %Z"), "{e}");
     }
 
     #[test]

@@ -171,6 +171,48 @@ mod tests {
     }
 
     #[test]
+    fn an_answered_call_to_no_number_is_a_bad_number_not_internal() {
+        // The caller dialled the trunk with the per-call CLIR prefix: billed to the number.
+        let clir = ANSWERED.replace(r#","015112345678","from"#, r#","*31#015112345678","from"#);
+        let got = run(&src(), clir.as_bytes()).unwrap();
+        assert!(
+            got.contains("K1001 +4930901820→+4915112345678 outbound answered"),
+            "{got}"
+        );
+        let empty = ANSWERED.replace(r#","015112345678","from"#, r#","","from"#);
+        assert_eq!(code(&src(), empty.as_bytes()), "bad_number");
+        let word = ANSWERED.replace(r#","015112345678","from"#, r#","s","from"#);
+        assert_eq!(code(&src(), word.as_bytes()), "bad_number");
+        let accountcode = source(SourceFormat::AsteriskCsv, "customer = \"accountcode\"\n");
+        let empty = empty.replacen(r#""""#, r#""K1001""#, 1);
+        assert_eq!(code(&accountcode, empty.as_bytes()), "bad_number");
+        // Unanswered, nothing is billed either way.
+        let tried = ANSWERED
+            .replace(r#","015112345678","from"#, r#","","from"#)
+            .replace("\"ANSWERED\"", "\"NO ANSWER\"")
+            .replace("\"2026-11-24 09:15:09\"", "");
+        assert_eq!(code(&src(), tried.as_bytes()), "skip internal");
+    }
+
+    #[test]
+    fn an_unplaceable_caller_of_an_inbound_call_is_inbound() {
+        let no_clid = ANSWERED.replace(r#""""Müller"" <+4930901820>""#, r#""""#);
+        let inbound = no_clid.replace(
+            r#""+4930901820","015112345678""#,
+            r#""0000000000","+4989123456""#,
+        );
+        assert_eq!(code(&src(), inbound.as_bytes()), "skip inbound");
+        let from_trunk = source(
+            SourceFormat::AsteriskCsv,
+            "inbound_contexts = [\"from-internal\"]\n",
+        );
+        let to_outside = no_clid.replace(r#""+4930901820","#, r#""0000000000","#);
+        assert_eq!(code(&from_trunk, to_outside.as_bytes()), "skip inbound");
+        // Not to a customer's line: still dead-lettered.
+        assert_eq!(code(&src(), to_outside.as_bytes()), "bad_number");
+    }
+
+    #[test]
     fn accountcode_names_the_customer() {
         let s = source(SourceFormat::AsteriskCsv, "customer = \"accountcode\"\n");
         let row = ANSWERED.replacen(r#""""#, r#""K1002""#, 1);

@@ -9,6 +9,23 @@ use evn_cdr::Disposition;
 
 /// Recognises one value; None when it is none of the known spellings.
 pub fn recognise(value: &str) -> Option<Disposition> {
+    asterisk_name(value).or_else(|| cause(value))
+}
+
+/// Asterisk's disposition names (`ast_cdr_disp2str`): they state the outcome itself.
+pub fn asterisk_name(value: &str) -> Option<Disposition> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "ANSWERED" => Some(Disposition::Answered),
+        "BUSY" => Some(Disposition::Busy),
+        "NO ANSWER" => Some(Disposition::NoAnswer),
+        "FAILED" | "CONGESTION" => Some(Disposition::Failed),
+        _ => None,
+    }
+}
+
+/// A hangup cause: a Q.850 number or name, or a SIP final code. It says how a leg ended, not
+/// whether it was answered: `NORMAL_CLEARING` ends answered calls too ([`from_cause`]).
+pub fn cause(value: &str) -> Option<Disposition> {
     let v = value.trim();
     let v = v.strip_prefix("sip:").unwrap_or(v);
     if let Ok(code) = v.parse::<u16>() {
@@ -21,20 +38,14 @@ pub fn recognise(value: &str) -> Option<Disposition> {
             _ => None,
         };
     }
-    let upper = v.to_ascii_uppercase();
-    match upper.as_str() {
-        // Asterisk (`ast_cdr_disp2str`).
-        "ANSWERED" => Some(Disposition::Answered),
-        "BUSY" => Some(Disposition::Busy),
-        "NO ANSWER" => Some(Disposition::NoAnswer),
-        "FAILED" | "CONGESTION" => Some(Disposition::Failed),
-        // Q.850 names; the canonical spellings (`no_answer` …) read the same upper-cased.
-        _ => q850_name(&upper),
-    }
+    // The canonical spellings (`no_answer` …) read the same upper-cased.
+    q850_name(&v.to_ascii_uppercase())
 }
 
-/// Q.850 names as FreeSWITCH and Kazoo write them. `NORMAL_CLEARING` of an unanswered leg
-/// is the caller hanging up before the answer.
+/// Q.850 names as FreeSWITCH and Kazoo write them (FreeSWITCH's `switch_cause_t` table).
+/// `NORMAL_CLEARING` of an unanswered leg is the caller hanging up before the answer. Only
+/// these names: any upper-case word used to pass as a failure, so a carrier's `CALL_ANSWERED`
+/// went unbilled without a trace.
 fn q850_name(name: &str) -> Option<Disposition> {
     Some(match name {
         "USER_BUSY" => Disposition::Busy,
@@ -47,13 +58,78 @@ fn q850_name(name: &str) -> Option<Disposition> {
         | "CALL_REJECTED"
         | "LOSE_RACE"
         | "PICKED_OFF" => Disposition::NoAnswer,
-        // The other causes (`UNALLOCATED_NUMBER`, `NORMAL_TEMPORARY_FAILURE` …) are failures.
-        n if n.len() > 3
-            && n.contains('_')
-            && n.chars().all(|c| c.is_ascii_uppercase() || c == '_') =>
-        {
-            Disposition::Failed
-        }
+        "UNSPECIFIED"
+        | "UNALLOCATED_NUMBER"
+        | "NO_ROUTE_TRANSIT_NET"
+        | "NO_ROUTE_DESTINATION"
+        | "CHANNEL_UNACCEPTABLE"
+        | "CALL_AWARDED_DELIVERED"
+        | "SUBSCRIBER_ABSENT"
+        | "NUMBER_CHANGED"
+        | "REDIRECTION_TO_NEW_DESTINATION"
+        | "EXCHANGE_ROUTING_ERROR"
+        | "DESTINATION_OUT_OF_ORDER"
+        | "INVALID_NUMBER_FORMAT"
+        | "FACILITY_REJECTED"
+        | "RESPONSE_TO_STATUS_ENQUIRY"
+        | "NORMAL_UNSPECIFIED"
+        | "NORMAL_CIRCUIT_CONGESTION"
+        | "NETWORK_OUT_OF_ORDER"
+        | "NORMAL_TEMPORARY_FAILURE"
+        | "SWITCH_CONGESTION"
+        | "ACCESS_INFO_DISCARDED"
+        | "REQUESTED_CHAN_UNAVAIL"
+        | "PRE_EMPTED"
+        | "FACILITY_NOT_SUBSCRIBED"
+        | "OUTGOING_CALL_BARRED"
+        | "INCOMING_CALL_BARRED"
+        | "BEARERCAPABILITY_NOTAUTH"
+        | "BEARERCAPABILITY_NOTAVAIL"
+        | "SERVICE_UNAVAILABLE"
+        | "BEARERCAPABILITY_NOTIMPL"
+        | "CHAN_NOT_IMPLEMENTED"
+        | "FACILITY_NOT_IMPLEMENTED"
+        | "SERVICE_NOT_IMPLEMENTED"
+        | "INVALID_CALL_REFERENCE"
+        | "INCOMPATIBLE_DESTINATION"
+        | "INVALID_MSG_UNSPECIFIED"
+        | "MANDATORY_IE_MISSING"
+        | "MESSAGE_TYPE_NONEXIST"
+        | "WRONG_MESSAGE"
+        | "IE_NONEXIST"
+        | "INVALID_IE_CONTENTS"
+        | "WRONG_CALL_STATE"
+        | "MANDATORY_IE_LENGTH_ERROR"
+        | "PROTOCOL_ERROR"
+        | "INTERWORKING"
+        | "SUCCESS"
+        | "CRASH"
+        | "SYSTEM_SHUTDOWN"
+        | "MANAGER_REQUEST"
+        | "BLIND_TRANSFER"
+        | "ATTENDED_TRANSFER"
+        | "USER_CHALLENGE"
+        | "MEDIA_TIMEOUT"
+        | "USER_NOT_REGISTERED"
+        | "PROGRESS_TIMEOUT"
+        | "INVALID_GATEWAY"
+        | "GATEWAY_DOWN"
+        | "INVALID_URL"
+        | "INVALID_PROFILE"
+        | "NO_PICKUP"
+        | "SRTP_READ_ERROR"
+        | "BOWOUT"
+        | "BUSY_EVERYWHERE"
+        | "DECLINE"
+        | "DOES_NOT_EXIST_ANYWHERE"
+        | "NOT_ACCEPTABLE"
+        | "UNWANTED"
+        | "NO_IDENTITY"
+        | "BAD_IDENTITY_INFO"
+        | "UNSUPPORTED_CERTIFICATE"
+        | "INVALID_IDENTITY"
+        | "STALE_DATE"
+        | "REJECT_ALL" => Disposition::Failed,
         _ => return None,
     })
 }
@@ -115,6 +191,10 @@ mod tests {
             assert_eq!(recognise(v), Some(d), "{v}");
         }
         assert_eq!(recognise("hmm"), None);
+        // Upper-case words that are no Q.850 name are not silently failures.
+        assert_eq!(recognise("CALL_ANSWERED"), None);
+        assert_eq!(asterisk_name("NORMAL_CLEARING"), None);
+        assert_eq!(cause("ANSWERED"), None);
         assert_eq!(recognise("1000"), None);
     }
 

@@ -30,6 +30,12 @@ pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
             TimeFormat::Wall(pattern) => {
                 Stamp::Wall(chrono::NaiveDateTime::parse_from_str(v, pattern).map_err(|_| bad())?)
             }
+            TimeFormat::WithOffset(pattern) => Stamp::utc(
+                DateTime::parse_from_str(v, pattern)
+                    .map_err(|_| bad())?
+                    .to_utc(),
+                false,
+            ),
             TimeFormat::Rfc3339 => Stamp::utc(
                 DateTime::parse_from_rfc3339(v).map_err(|_| bad())?.to_utc(),
                 v.contains('.'),
@@ -52,18 +58,26 @@ pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
         })?),
         None => None,
     };
-    let disposition = match opt(m.disposition) {
-        Some(v) => Some(
-            m.dispositions
-                .get(v)
-                .copied()
-                .or_else(|| disposition::recognise(v))
-                .ok_or_else(|| SourceError::UnknownValue {
+    // The mapping's own words and Asterisk's names state the outcome. A release cause
+    // (`16`, `NORMAL_CLEARING`, `486`) only says how the call ended: with an answer time the
+    // call was answered, otherwise the cause decides (README), as for FreeSWITCH and Kazoo.
+    let (disposition, causes) = match opt(m.disposition) {
+        Some(v) => match m
+            .dispositions
+            .get(v)
+            .copied()
+            .or_else(|| disposition::asterisk_name(v))
+        {
+            Some(d) => (Some(d), Vec::new()),
+            None if disposition::cause(v).is_some() => (None, vec![v.to_owned()]),
+            None => {
+                return Err(SourceError::UnknownValue {
                     field: "disposition",
                     value: v.to_owned(),
-                })?,
-        ),
-        None => None,
+                })
+            }
+        },
+        None => (None, Vec::new()),
     };
     let id = at(m.cdr_id).to_owned();
     let id = if id.is_empty() {
@@ -87,7 +101,7 @@ pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
             billsec,
         },
         disposition,
-        causes: Vec::new(),
+        causes,
     })))
 }
 
@@ -145,8 +159,78 @@ disposition = "status"
             "unknown_enum_value"
         );
         assert_eq!(
+            code(&carrier(), row.replace(";OK", ";CALL_ANSWERED").as_bytes()),
+            "unknown_enum_value"
+        );
+        assert_eq!(
             code(&carrier(), b"id;a;b;start;answer;end;status"),
             "skip header"
+        );
+    }
+
+    #[test]
+    fn a_release_cause_in_the_status_column_does_not_override_the_answer_time() {
+        let row = "Y-1;089 123456;0151 12345678;24.11.2026 09:15:02;24.11.2026 09:15:09;24.11.2026 09:17:11;16";
+        for status in ["16", "NORMAL_CLEARING", "sip:200"] {
+            let row = row.replace(";16", &format!(";{status}"));
+            let got = run(&carrier(), row.as_bytes()).unwrap();
+            assert!(
+                got.contains("outbound answered") && got.contains("billable=122s"),
+                "{status}: {got}"
+            );
+            // Without an answer time the cause decides.
+            let row = row.replace("24.11.2026 09:15:09", "");
+            let got = run(&carrier(), row.as_bytes()).unwrap();
+            assert!(got.contains("outbound no_answer"), "{status}: {got}");
+        }
+        let busy = row
+            .replace(";16", ";USER_BUSY")
+            .replace("24.11.2026 09:15:09", "");
+        assert!(run(&carrier(), busy.as_bytes())
+            .unwrap()
+            .contains("outbound busy"));
+        // A word of the mapping still decides on its own, answer time or not.
+        let mapped = row.replace(";16", ";BESETZT");
+        assert!(run(&carrier(), mapped.as_bytes())
+            .unwrap()
+            .contains("outbound busy start=2026-11-24T08:15:02Z answer=-"));
+    }
+
+    #[test]
+    fn a_pattern_with_an_offset_is_read_by_that_offset_not_the_zone() {
+        let s = source(
+            SourceFormat::Csv,
+            r#"timezone = "Europe/Berlin"
+delimiter = ";"
+columns = ["id", "a", "b", "start", "answer", "end", "status"]
+time_format = "%Y-%m-%d %H:%M:%S%z"
+[source.fields]
+cdr_id = "id"
+calling_number = "a"
+called_number = "b"
+start_time = "start"
+answer_time = "answer"
+end_time = "end"
+disposition = "status"
+"#,
+        );
+        // 23:30 UTC on 30 November is 1 December in Berlin: the December bill.
+        let row = "Z-1;+4989123456;+4915112345678;2026-11-30 23:30:00+0000;2026-11-30 23:30:05+0000;2026-11-30 23:32:05+0000;ANSWERED";
+        assert_eq!(
+            run(&s, row.as_bytes()).unwrap(),
+            "sw1 Z-1 K1002 +4989123456→+4915112345678 outbound answered \
+             start=2026-11-30T23:30:00Z answer=23:30:05 end=23:32:05 billable=120s id=Z-1"
+        );
+        let row = row.replace("+0000", "+0100");
+        assert!(
+            run(&s, row.as_bytes())
+                .unwrap()
+                .contains("start=2026-11-30T22:30:00Z"),
+            "{row}"
+        );
+        assert_eq!(
+            code(&s, row.replace("+0100;A", ";A").as_bytes()),
+            "bad_timestamp"
         );
     }
 

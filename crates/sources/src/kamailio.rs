@@ -19,7 +19,10 @@
 //! Complete on their own ([`Kamailio::Converted`]):
 //! - an INVITE with a final failure code (`acc_missed_flag` / `failed_transaction_flag`): an
 //!   unanswered attempt, its disposition from the SIP code (486 busy, 408/480/487 no answer …);
-//! - a dialog CDR (`start_time`, `end_time` or `duration`): the whole call, id `callid`;
+//! - a dialog CDR (`start_time`, `end_time` or `duration`): the whole call, id `callid`,
+//!   answered at its start (which needs `cdr_start_on_confirmed=1`); one of a dialog that was
+//!   never established (`cdr_on_failed=1`: duration 0, end = start, or a `sip_code` ≥ 300)
+//!   is an unanswered attempt;
 //! - other methods (REGISTER, ACK, CANCEL, MESSAGE …): skipped `signalling`.
 
 use chrono::{DateTime, Duration, Utc};
@@ -272,23 +275,50 @@ fn dialog_cdr(
         })?),
         None => None,
     };
+    let past_range = |d: Duration| SourceError::BadTime {
+        field: "duration",
+        value: d.num_seconds().to_string(),
+    };
     let end = match (end, duration, start) {
         (Some(e), _, _) => e,
-        (None, Some(d), Stamp::Utc { at, .. }) => Stamp::utc(at + d, true),
-        (None, Some(d), Stamp::Wall(local)) => Stamp::Wall(local + d),
+        (None, Some(d), Stamp::Utc { at, .. }) => {
+            Stamp::utc(at.checked_add_signed(d).ok_or_else(|| past_range(d))?, true)
+        }
+        (None, Some(d), Stamp::Wall(local)) => {
+            Stamp::Wall(local.checked_add_signed(d).ok_or_else(|| past_range(d))?)
+        }
         (None, None, _) => return Err(SourceError::Missing { field: "end_time" }),
     };
-    // Dialog CDRs exist only for established dialogs: the call was answered at its start.
+    let code = match get(doc, "sip_code") {
+        Some(raw) => Some(
+            raw.parse::<u16>()
+                .ok()
+                .filter(|c| (100..700).contains(c))
+                .ok_or(SourceError::UnknownValue {
+                    field: "sip_code",
+                    value: raw,
+                })?,
+        ),
+        None => None,
+    };
+    // With `cdr_on_failed=1` acc also writes a CDR for a dialog that was never established:
+    // it ends where it starts (duration 0) or carries the final failure code. The start of
+    // an established dialog is its answer only with `cdr_start_on_confirmed=1` (README).
+    let zero = duration.is_some_and(|d| d.is_zero()) || end == start;
+    let answered = !zero && code.is_none_or(|c| c < 300);
     let times = Times {
         start,
-        answer: Some(start),
+        answer: answered.then_some(start),
         end: Some(end),
         duration: duration.map(|d| Duration::seconds(d.num_seconds())),
         billsec: None,
     };
-    let causes = get(doc, "sip_code")
-        .map(|c| vec![format!("sip:{c}")])
-        .unwrap_or_else(|| vec!["sip:200".to_owned()]);
+    // Without a code, a dialog that ended at its start says nothing about why: failed.
+    let causes = match code {
+        Some(c) => vec![format!("sip:{c}")],
+        None if answered => vec!["sip:200".to_owned()],
+        None => Vec::new(),
+    };
     let r = record(doc, callid, times, causes);
     finish(source, numbers, r, repaired)
 }
@@ -451,6 +481,34 @@ mod tests {
         );
         let by_duration = cdr.replace(r#""end_time":"2026-11-24 09:17:11","#, "");
         assert!(code(&s, by_duration.as_bytes()).contains("billable=122s"));
+    }
+
+    #[test]
+    fn a_dialog_cdr_of_a_failed_dialog_is_unanswered() {
+        let s = kamailio("");
+        // acc with cdr_on_failed=1: the dialog never got its 200 OK.
+        let failed = r#"{"start_time":"1795508100.000000","end_time":"1795508100.000000","duration":"0.000000","callid":"fail1@10.0.0.5","src_user":"+4989123456","dst_user":"015112345678"}"#;
+        let got = code(&s, failed.as_bytes());
+        assert!(
+            got.contains("outbound failed") && got.contains("answer=-"),
+            "{got}"
+        );
+        let by_duration = failed.replace(r#""end_time":"1795508100.000000","#, "");
+        assert!(code(&s, by_duration.as_bytes()).contains("answer=-"));
+        let by_end = failed.replace(r#","duration":"0.000000""#, "");
+        assert!(code(&s, by_end.as_bytes()).contains("answer=-"));
+        let busy = r#"{"start_time":"1795508100","end_time":"1795508104","callid":"fail2@10.0.0.5","sip_code":"486","src_user":"+4989123456","dst_user":"015112345678"}"#;
+        let got = code(&s, busy.as_bytes());
+        assert!(
+            got.contains("outbound busy") && got.contains("answer=-"),
+            "{got}"
+        );
+        let ok = busy.replace("486", "200");
+        assert!(code(&s, ok.as_bytes()).contains("outbound answered"));
+        assert_eq!(
+            code(&s, busy.replace("486", "OK").as_bytes()),
+            "unknown_enum_value"
+        );
     }
 
     #[test]

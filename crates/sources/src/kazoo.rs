@@ -12,6 +12,9 @@
 //! billed duration is exactly Kazoo's); start = `channel_created_time`, else end −
 //! `duration_seconds`, never after the answer.
 //!
+//! Inbound: a leg with `custom_channel_vars.resource_type` `offnet-origination` came in from
+//! the PSTN; it is skipped `inbound` (in either customer mode; Kazoo records no context).
+//!
 //! Legs: the `inbound` leg (the caller's channel into the switch) carries the call and is
 //! billed; the `outbound` leg (the switch towards the callee, `other_leg_call_id` pointing back)
 //! is skipped `other_leg`. Calls the API originates have no inbound leg: a limit.
@@ -48,6 +51,21 @@ fn int(doc: &Value, field: &'static str) -> Result<Option<i64>, SourceError> {
     }
 }
 
+/// `end` − `seconds`: a count of seconds from the record can be beyond what chrono
+/// represents (or before year −262143), which is a bad time, not a panic.
+fn before(
+    end: chrono::DateTime<chrono::Utc>,
+    field: &'static str,
+    seconds: i64,
+) -> Result<chrono::DateTime<chrono::Utc>, SourceError> {
+    Duration::try_seconds(seconds)
+        .and_then(|d| end.checked_sub_signed(d))
+        .ok_or(SourceError::BadTime {
+            field,
+            value: seconds.to_string(),
+        })
+}
+
 /// `+4915112345678@realm` → `+4915112345678`.
 fn user_part(s: &str) -> &str {
     s.split('@').next().unwrap_or("")
@@ -66,6 +84,16 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
     if get("call_direction").is_some_and(|d| d == "outbound") {
         return Ok(Read::Skip(Skip::OtherLeg));
     }
+    // The carrier's leg of a PSTN call to a customer's DID: with customer = "accountcode" it
+    // carries the customer's account id and an outside number as callee-side, and was billed
+    // as an outbound call. Kazoo has no dialplan context to tell it by.
+    let resource_type = doc
+        .get("custom_channel_vars")
+        .and_then(|c| c.get("resource_type"))
+        .and_then(text);
+    if resource_type.as_deref() == Some("offnet-origination") {
+        return Ok(Read::Skip(Skip::Inbound));
+    }
     let call_id = get("call_id").ok_or(SourceError::Missing { field: "call_id" })?;
     let gregorian = int(&doc, "timestamp")?.ok_or(SourceError::Missing { field: "timestamp" })?;
     let end = time::from_gregorian(gregorian).ok_or(SourceError::BadTime {
@@ -74,7 +102,10 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
     })?;
     let billing = int(&doc, "billing_seconds")?.unwrap_or(0);
     let duration = int(&doc, "duration_seconds")?;
-    let answer = (billing > 0).then(|| end - Duration::seconds(billing));
+    let answer = match billing {
+        0 => None,
+        b => Some(before(end, "billing_seconds", b)?),
+    };
     let created = match int(&doc, "channel_created_time")? {
         Some(us) => Some(chrono::DateTime::from_timestamp_micros(us).ok_or(
             SourceError::BadTime {
@@ -84,11 +115,15 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
         )?),
         None => None,
     };
-    let start = created
-        .or_else(|| duration.map(|d| end - Duration::seconds(d)))
-        .ok_or(SourceError::Missing {
-            field: "duration_seconds",
-        })?;
+    let start = match (created, duration) {
+        (Some(c), _) => c,
+        (None, Some(d)) => before(end, "duration_seconds", d)?,
+        (None, None) => {
+            return Err(SourceError::Missing {
+                field: "duration_seconds",
+            })
+        }
+    };
     // The answer is derived from whole seconds; a microsecond create time may come out later.
     let start = answer.map_or(start, |a| start.min(a));
     let called = get("request")
@@ -118,8 +153,10 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
             start: Stamp::utc(start, created.is_some()),
             answer: answer.map(|a| Stamp::utc(a, false)),
             end: Some(Stamp::utc(end, false)),
-            duration: duration.map(Duration::seconds),
-            billsec: (billing > 0).then(|| Duration::seconds(billing)),
+            duration: duration.and_then(Duration::try_seconds),
+            billsec: (billing > 0)
+                .then(|| Duration::try_seconds(billing))
+                .flatten(),
         },
         disposition: None,
         causes,
@@ -172,6 +209,31 @@ mod tests {
             got.contains(" K1002 ") && got.contains("outbound busy") && got.contains("answer=-"),
             "{got}"
         );
+    }
+
+    #[test]
+    fn the_carrier_leg_of_a_call_from_the_pstn_is_inbound() {
+        let s = source(SourceFormat::KazooJson, "customer = \"accountcode\"\n");
+        // A caller on a mobile dials K1002's DID; Kazoo writes the leg with K1002's account.
+        let doc = leg("inbound", "\"122\"", "NORMAL_CLEARING")
+            .replace(
+                "\"caller_id_number\":\"+4989123456\"",
+                "\"caller_id_number\":\"+4915112345678\"",
+            )
+            .replace("015112345678@k1002", "+4989123456@k1002")
+            .replace(
+                "{\"account_id\":\"K1002\"}",
+                "{\"account_id\":\"K1002\",\"resource_type\":\"offnet-origination\"}",
+            );
+        assert_eq!(code(&s, doc.as_bytes()), "skip inbound");
+        let number_directory = source(SourceFormat::KazooJson, "");
+        assert_eq!(code(&number_directory, doc.as_bytes()), "skip inbound");
+        // A customer's own call through a carrier (offnet termination) is still billed.
+        let out = leg("inbound", "\"122\"", "NORMAL_CLEARING").replace(
+            "{\"account_id\":\"K1002\"}",
+            "{\"account_id\":\"K1002\",\"resource_type\":\"audio\"}",
+        );
+        assert!(code(&s, out.as_bytes()).contains("outbound answered"));
     }
 
     #[test]

@@ -247,21 +247,59 @@ fn finish(
 ) -> Result<Converted, SourceError> {
     damaged("cdr_id", &r.cdr_id)?;
     let resolved = time::resolve(r.times, source.timezone)?;
-    let mut calling = place("calling_number", &r.calling, source)?;
+    // A caller id that cannot be placed (FreeSWITCH's default `0000000000`, a foreign CLI
+    // without its prefix) matters only for a call we bill: held until the direction is known,
+    // so an inbound call is skipped as such instead of filling the dead-letter topic.
+    let (mut calling, mut caller_error) = match place("calling_number", &r.calling, source) {
+        Ok(n) => (n, None),
+        Err(e @ SourceError::BadNumber { .. }) => (Num::Unknown, Some(e)),
+        Err(e) => return Err(e),
+    };
     if !matches!(calling, Num::External(_)) {
         // An extension calls out under the line number the switch presents for it.
         if let Some(presented) = r.presented.as_deref() {
             if let Ok(n @ Num::External(_)) = number::normalise(presented, &source.plan) {
                 calling = n;
+                caller_error = None;
             }
         }
     }
     let called = place("called_number", &r.called, source)?;
+    let disposition = r.disposition.unwrap_or_else(|| {
+        let causes: Vec<&str> = r.causes.iter().map(String::as_str).collect();
+        disposition::from_cause(resolved.answer.is_some(), &causes)
+    });
+    // An answered call from a customer went somewhere: an empty or non-numeric called number
+    // is a record we cannot bill, not an internal call (README: dead-lettered `bad_number`).
+    // Feature codes (`*97`) and extensions are Num::Internal and stay internal.
+    let unbillable_callee = || -> Result<(), SourceError> {
+        if matches!(called, Num::Unknown) && disposition == Disposition::Answered {
+            return Err(SourceError::BadNumber {
+                field: "called_number",
+                detail: format!("{:?} is not a number, and the call was answered", r.called),
+            });
+        }
+        Ok(())
+    };
     let inbound_context = r
         .context
         .as_deref()
         .is_some_and(|c| source.inbound_contexts.iter().any(|i| i == c));
-    let date = berlin_date(resolved.start);
+    let date = berlin_date(resolved.start).ok_or_else(|| SourceError::BadTime {
+        field: "start_time",
+        value: resolved.start.to_rfc3339(),
+    })?;
+    if let Some(e) = caller_error {
+        let to_customer = matches!(source.customer, CustomerFrom::NumberDirectory)
+            && called
+                .e164()
+                .is_some_and(|n| numbers.customer_of(n, date).is_some());
+        return if inbound_context || to_customer {
+            Ok(Converted::Skip(Skip::Inbound))
+        } else {
+            Err(e)
+        };
+    }
     let (direction, customer_id) = match source.customer {
         CustomerFrom::NumberDirectory => {
             let from = calling.e164().and_then(|n| numbers.customer_of(n, date));
@@ -272,7 +310,10 @@ fn finish(
             }
             match (from, to) {
                 (Some(_), Some(_)) => return Ok(Converted::Skip(Skip::Internal)),
-                (Some(_), None) if called_internal => return Ok(Converted::Skip(Skip::Internal)),
+                (Some(_), None) if called_internal => {
+                    unbillable_callee()?;
+                    return Ok(Converted::Skip(Skip::Internal));
+                }
                 (Some(c), None) => (Direction::Outbound, c.to_owned()),
                 (None, Some(_)) => return Ok(Converted::Skip(Skip::Inbound)),
                 (None, None) if called_internal && !matches!(calling, Num::External(_)) => {
@@ -294,6 +335,7 @@ fn finish(
                 return Ok(Converted::Skip(Skip::Inbound));
             }
             if !matches!(called, Num::External(_)) {
+                unbillable_callee()?;
                 return Ok(Converted::Skip(Skip::Internal));
             }
             if account.is_empty() {
@@ -323,10 +365,6 @@ fn finish(
     let Num::External(called_number) = called else {
         unreachable!("calls to internal numbers were skipped above");
     };
-    let disposition = r.disposition.unwrap_or_else(|| {
-        let causes: Vec<&str> = r.causes.iter().map(String::as_str).collect();
-        disposition::from_cause(resolved.answer.is_some(), &causes)
-    });
     // A leg that was not answered has no answer time, whatever the record's answer column.
     let answer_time = if disposition == Disposition::Answered {
         resolved.answer
@@ -352,8 +390,14 @@ fn finish(
     })))
 }
 
-fn berlin_date(t: DateTime<Utc>) -> chrono::NaiveDate {
-    t.with_timezone(&Berlin).date_naive()
+/// None at the very ends of chrono's range, where the local date itself does not exist
+/// (`date_naive` would panic there).
+fn berlin_date(t: DateTime<Utc>) -> Option<chrono::NaiveDate> {
+    use chrono::{Offset, TimeZone};
+    let offset = Berlin.offset_from_utc_datetime(&t.naive_utc()).fix();
+    t.naive_utc()
+        .checked_add_offset(offset)
+        .map(|local| local.date())
 }
 
 /// A short stable id for records that have none: the same bytes give the same id, so an exact
@@ -441,5 +485,7 @@ pub(crate) fn csv_fields(source: &Source, text: &str) -> Result<Option<Vec<Strin
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod robustness_tests;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,10 +1,12 @@
 //! Numbers as switches write them → E.164, a short code, or something internal to the switch.
 //!
 //! Rule, in order, for what is left after stripping a SIP/tel URI and visual separators:
-//! 1. `*…`/`#…` (feature codes such as `*97`) → internal;
+//! 1. `*31#`/`#31#` before a number (caller id shown or hidden for this call) is dropped;
+//!    then `*…`/`#…` (feature codes such as `*97`) → internal;
 //! 2. `+` and digits → E.164;
 //! 3. no digits at all, or letters (`anonymous`, Asterisk's `s`) → not a number;
-//! 4. digits starting with a configured short code (`110`, `116…`) and at most 6 long → short code;
+//! 4. a configured short code: exactly (`110`, `115`) or by its form (`116` + 3 digits,
+//!    `118` + 2 or 3 digits under country code 49; `116xxx` written out) → short code;
 //! 5. at most `extension_max_digits` digits (`1001`) → extension: internal;
 //! 6. starting with the international prefix (`0033…`) → `+33…`;
 //! 7. starting with the trunk prefix (`030…`) → `+49 30…` with the source's country code;
@@ -17,8 +19,6 @@ use evn_config::NumberPlan;
 
 /// Digits after the country code that an E.164 number written without `+` has at least.
 const MIN_NATIONAL_DIGITS: usize = 6;
-/// Short codes are never longer than this (`116123`).
-const MAX_SHORT_CODE_DIGITS: usize = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Num {
@@ -76,6 +76,12 @@ pub fn normalise(raw: &str, plan: &NumberPlan) -> Result<Num, Unplaceable> {
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '/' | '(' | ')' | '.' | '\u{a0}'))
         .collect();
+    // `*31#` / `#31#` before a number show or hide the caller id for this one call
+    // (German networks); the call still goes to the number after it.
+    let s = match s.strip_prefix("*31#").or_else(|| s.strip_prefix("#31#")) {
+        Some(rest) if !rest.is_empty() => rest.to_owned(),
+        _ => s,
+    };
     if s.starts_with('*') || s.starts_with('#') {
         return Ok(Num::Internal(s));
     }
@@ -92,9 +98,7 @@ pub fn normalise(raw: &str, plan: &NumberPlan) -> Result<Num, Unplaceable> {
             .map(Num::External)
             .map_err(Unplaceable::Number)
     };
-    if s.len() <= MAX_SHORT_CODE_DIGITS
-        && plan.short_codes.iter().any(|c| s.starts_with(c.as_str()))
-    {
+    if is_short_code(&s, plan) {
         return PhoneNumber::parse(&s)
             .map(Num::External)
             .map_err(Unplaceable::Number);
@@ -116,6 +120,21 @@ pub fn normalise(raw: &str, plan: &NumberPlan) -> Result<Num, Unplaceable> {
         return e164(s);
     }
     Err(Unplaceable::NoRule(s))
+}
+
+/// Exact matches only: as prefixes, `110`, `112` … swallowed the four-digit extensions
+/// 1100–1199 that many PBX plans use.
+fn is_short_code(digits: &str, plan: &NumberPlan) -> bool {
+    plan.short_codes.iter().any(|code| {
+        let head = code.trim_end_matches('x');
+        let rest = digits.strip_prefix(head).map_or(usize::MAX, str::len);
+        let wildcards = code.len() - head.len();
+        match (wildcards, plan.country_code.as_str(), head) {
+            (0, "49", "116") => rest == 3,
+            (0, "49", "118") => rest == 2 || rest == 3,
+            (n, _, _) => rest == n,
+        }
+    })
 }
 
 /// The number inside an Asterisk caller id such as `"Müller" <+4930901820>`.
@@ -169,6 +188,10 @@ mod tests {
         check("1001", "internal 1001");
         check("*97", "internal *97");
         check("#31#", "internal #31#");
+        check("*31#015112345678", "+4915112345678");
+        check("#31#+4930901820", "+4930901820");
+        check("*31#1001", "internal 1001");
+        check("*31#*97", "internal *97");
         check("110", "110");
         check("112", "112");
         check("116123", "116123");
@@ -185,6 +208,36 @@ mod tests {
             normalise("+0301", &de()),
             Err(Unplaceable::Number(_))
         ));
+    }
+
+    #[test]
+    fn short_codes_are_exact_and_extensions_next_to_them_stay_internal() {
+        for code in [
+            "110", "112", "115", "116000", "116117", "116123", "11833", "118338",
+        ] {
+            check(code, code);
+        }
+        for ext in [
+            "1105", "1120", "1100", "1150", "1160", "11611", "1180", "11",
+        ] {
+            check(ext, &format!("internal {ext}"));
+        }
+        // Too long for a short code or an extension, and not a national number.
+        assert!(normalise("1161234", &de()).is_err());
+        assert!(normalise("1183345", &de()).is_err());
+        let plan = NumberPlan {
+            short_codes: ["110", "116xxx", "19222"].map(String::from).to_vec(),
+            ..de()
+        };
+        let kind = |s: &str| match normalise(s, &plan) {
+            Ok(Num::External(_)) => "short",
+            Ok(Num::Internal(_)) => "internal",
+            _ => "other",
+        };
+        assert_eq!(
+            ["110", "116117", "19222", "1161", "11833", "1922"].map(kind),
+            ["short", "short", "short", "internal", "internal", "internal"]
+        );
     }
 
     #[test]

@@ -206,12 +206,24 @@ fn finish(
     end: Option<DateTime<Utc>>,
 ) -> Result<Resolved, SourceError> {
     let precise = times.answer.is_some_and(Stamp::precise) && times.end.is_some_and(Stamp::precise);
+    // Record values can put the sum past chrono's range: a dead letter, never a panic.
+    let past_range = |field: &'static str, d: Duration| SourceError::BadTime {
+        field,
+        value: d.num_seconds().to_string(),
+    };
     let end = match (answer, times.billsec, end) {
         (Some(_), _, Some(e)) if precise => e,
-        (Some(a), Some(b), _) => a + b,
+        (Some(a), Some(b), _) => a
+            .checked_add_signed(b)
+            .ok_or_else(|| past_range("billsec", b))?,
         (_, _, Some(e)) => e,
         // Never answered and no end written: nothing to bill, the attempt still counts.
-        (None, _, None) => start + times.duration.unwrap_or_default(),
+        (None, _, None) => {
+            let d = times.duration.unwrap_or_default();
+            start
+                .checked_add_signed(d)
+                .ok_or_else(|| past_range("duration", d))?
+        }
         (Some(_), None, None) => return Err(SourceError::Missing { field: "end_time" }),
     };
     Ok(Resolved { start, answer, end })

@@ -298,7 +298,7 @@ pub fn dedup(calls: &mut Vec<RatedCall>) -> usize {
 }
 
 /// The EVN of one customer and month (version 0: the caller numbers it). Counselling calls are
-/// hidden if flagged (by ingest, or by the run's scan: [`hidden_as_stored`]) *or* today's list
+/// hidden if flagged (by ingest, or by the run's scan: `CounsellingList::hides`) *or* today's list
 /// knows the full number, in whatever notation it was stored. Every call is rated with today's
 /// configuration ([`evn_rating::rerate`]): the bill records the configuration version it was
 /// made from, and a re-run after a corrected tariff bills the corrected charges.
@@ -356,7 +356,7 @@ pub fn build_document(
     let calls = calls
         .into_iter()
         // Decided on the number as stored, before re-rating may shorten it: the run's scan
-        // set `counselling` by [`hidden_as_stored`]; a full number is looked up again here
+        // set `counselling` by `CounsellingList::hides`; a full number is looked up again here
         // for callers that did not scan.
         .filter_map(|mut c| {
             c.counselling |=
@@ -463,10 +463,10 @@ fn scan(
     let mut known_customers: HashSet<String> = HashSet::new();
     let mut known_zones: HashSet<String> = HashSet::new();
     for file in files {
-        let flags_current = std::cell::Cell::new(false);
+        // The list the file's counselling flags were set with ([`CounsellingList::hides`]).
+        let list_of_flags: std::cell::RefCell<Option<String>> = Default::default();
         let mut info = |i: evn_store::FileInfo| {
-            flags_current
-                .set(i.counselling_version.as_deref() == Some(&config.counselling.version));
+            *list_of_flags.borrow_mut() = i.counselling_version;
         };
         data.read_file_with_info(file, keys, &mut info, &mut |stored| {
             rows_read += 1;
@@ -474,7 +474,11 @@ fn scan(
                 return;
             }
             let mut call = stored.call;
-            call.counselling = hidden_as_stored(&call, config, flags_current.get());
+            call.counselling = config.counselling.hides(
+                &call.called_number,
+                call.counselling,
+                list_of_flags.borrow().as_deref(),
+            );
             if let Err(e) = check_row(
                 config,
                 month,
@@ -503,24 +507,6 @@ fn scan(
         }
     }
     Ok(Scan { rows_read, counts })
-}
-
-/// Whether a stored call is a counselling call by today's list, decided on the number as
-/// stored. A number stored in full is looked up exactly, in any notation. A shortened number
-/// (`+49301234xxx`) cannot be: ingest flagged it on the full number, so its flag is the answer
-/// while the list is still the one ingest used (`flags_current`, from the file's metadata);
-/// after a list update, or for files that do not say, it is hidden if any listed number
-/// shortens to the same, since a number listed since then may be behind it: when in doubt a row
-/// is hidden, never shown. Matching every shortened number that way hid ordinary calls into
-/// the same thousand-block as a listed number (`030 1234999` beside a listed `030 1234567`).
-pub fn hidden_as_stored(call: &RatedCall, config: &Config, flags_current: bool) -> bool {
-    if call.counselling {
-        return true;
-    }
-    if call.called_number.ends_with('x') {
-        return !flags_current && config.counselling.contains(&call.called_number);
-    }
-    config.counselling.contains(&call.called_number)
 }
 
 /// A stored row the configuration cannot bill, or in the wrong month's folder, stops the run

@@ -1142,7 +1142,7 @@ proptest::proptest! {
         }
         // As the run's scan marks rows of a file that names no list version.
         for c in &mut rated {
-            c.counselling = hidden_as_stored(c, &cfg, false);
+            c.counselling = cfg.counselling.hides(&c.called_number, c.counselling, None);
         }
         let dropped = dedup(&mut rated);
         proptest::prop_assert_eq!(rated.len(), unique);

@@ -86,6 +86,25 @@ impl CounsellingList {
                 && normalise_number(number).is_some_and(|n| self.numbers.contains(&n)))
     }
 
+    /// Whether a stored call is a counselling call by this list, decided on the number as
+    /// stored. `flagged`: ingest's flag; `list_of_flag`: the list version ingest set it with
+    /// (the Parquet file's `evn.counselling_version`), if known. A number stored in full is
+    /// looked up exactly, in any notation. A shortened number (`+49301234xxx`) cannot be:
+    /// ingest flagged it on the full number, so its flag is the answer while this list is the
+    /// one ingest used; after a list update, or for files that do not say, it is hidden if any
+    /// listed number shortens to the same, since a number listed since may be behind it (when
+    /// in doubt a row is hidden, never shown). Matching every shortened number that way hid
+    /// ordinary calls into a listed number's thousand-block (`030 1234999` beside `030 1234567`).
+    pub fn hides(&self, stored_number: &str, flagged: bool, list_of_flag: Option<&str>) -> bool {
+        if flagged {
+            return true;
+        }
+        if stored_number.ends_with('x') && list_of_flag == Some(self.version.as_str()) {
+            return false;
+        }
+        self.contains(stored_number)
+    }
+
     /// How many numbers the list names.
     pub fn len(&self) -> usize {
         self.listed
@@ -229,6 +248,23 @@ mod tests {
         assert!(!l.contains("+49116111"));
         assert!(!l.contains("+491161231"));
         assert!(!l.contains("+4930901820"));
+    }
+
+    /// A shortened number is decided by ingest's flag while the list is the one ingest used,
+    /// by the masked list otherwise; full numbers always by the list.
+    #[test]
+    fn hides_trusts_the_flag_of_a_shortened_number_only_under_the_same_list() {
+        let l = list();
+        let same = Some(l.version.as_str());
+        // `+49301234xxx` shortens the listed 030 1234567 and ordinary numbers beside it.
+        assert!(!l.hides("+49301234xxx", false, same));
+        assert!(l.hides("+49301234xxx", true, same));
+        assert!(l.hides("+49301234xxx", false, Some("2026-Q3+sha256:old")));
+        assert!(l.hides("+49301234xxx", false, None));
+        // Full numbers: the list decides, whatever the file says.
+        assert!(l.hides("+49301234567", false, same));
+        assert!(!l.hides("+49301234999", false, None));
+        assert!(l.hides("+4915112345678", true, same));
     }
 
     #[test]

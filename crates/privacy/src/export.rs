@@ -124,11 +124,27 @@ pub fn export(
     for month in data.list_months()? {
         let mut rows = Vec::new();
         for file in data.list_month_files(month)? {
-            data.read_file_with(&file, keys, &mut |call| {
-                if call.call.customer_id == customer_id {
-                    rows.push(call);
-                }
-            })?;
+            // The list the file's counselling flags were set with: applied as the billing run
+            // applies it ([`CounsellingList::hides`]).
+            let list_of_flags: std::cell::RefCell<Option<String>> = Default::default();
+            data.read_file_with_info(
+                &file,
+                keys,
+                &mut |i| *list_of_flags.borrow_mut() = i.counselling_version,
+                &mut |mut call| {
+                    if call.call.customer_id == customer_id {
+                        call.call.counselling = match counselling {
+                            Some(l) => l.hides(
+                                &call.call.called_number,
+                                call.call.counselling,
+                                list_of_flags.borrow().as_deref(),
+                            ),
+                            None => call.call.counselling,
+                        };
+                        rows.push(call);
+                    }
+                },
+            )?;
         }
         if rows.is_empty() {
             continue;
@@ -140,9 +156,7 @@ pub fn export(
                 summary.duplicates += 1;
                 continue;
             }
-            if row.call.counselling
-                || counselling.is_some_and(|l| l.contains(&row.call.called_number))
-            {
+            if row.call.counselling {
                 summary.withheld_counselling += 1;
                 continue;
             }

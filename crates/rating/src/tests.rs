@@ -324,3 +324,28 @@ fn rerate_applies_the_terms_in_force_at_the_start() {
     early.charge_eur = dec("9.9999");
     assert_eq!(rerate(early.clone(), &cfg), Some(early));
 }
+
+/// The example tariffs rate every German short code: 115 at the landline price (and under a
+/// landline flatrate), 118xx directory enquiries at their own zone's price, 116xxx free.
+#[test]
+fn example_tariffs_rate_the_authorities_and_directory_short_codes() {
+    let cfg = config();
+    let at = |customer, number| classify(cdr(customer, number, "2026-11-10T08:00:00Z", 90), &cfg);
+    let c = stored(at("K1002", "115"));
+    assert_eq!(
+        (c.zone.as_str(), c.charge_eur),
+        ("landline", Decimal::new(435, 4))
+    );
+    let c = stored(at("K1002", "11833"));
+    assert_eq!(
+        (c.zone.as_str(), c.charge_eur),
+        ("directory", Decimal::new(2_9850, 4))
+    );
+    let c = stored(at("K1002", "116117"));
+    assert_eq!(
+        (c.zone.as_str(), c.charge_eur),
+        ("freephone", Decimal::ZERO)
+    );
+    // K1001's flatrate covers landline: 115 is neither billed nor kept.
+    assert_eq!(at("K1001", "115"), Outcome::Skip(Skip::Flatrate));
+}

@@ -39,7 +39,11 @@ fn float_price_is_exit_2_naming_file_and_line() {
     let out = evn(&["validate", "--config", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("tariffs.toml:29:"), "{err}");
+    let line = 1 + tariffs
+        .lines()
+        .position(|l| l.contains(r#"per_minute = "0.1490""#))
+        .unwrap();
+    assert!(err.contains(&format!("tariffs.toml:{line}:")), "{err}");
     assert!(err.contains("floats are not allowed"), "{err}");
 }
 

@@ -215,6 +215,7 @@ pub fn read(
                 end: Some(at),
                 duration: None,
                 billsec: None,
+                answer_from_billsec: false,
             };
             let r = record(&doc, callid, times, vec![format!("sip:{code}")]);
             finish(source, numbers, r, repaired).map(Kamailio::Converted)
@@ -251,6 +252,7 @@ pub fn pair(
         end: Some(hangup),
         duration: None,
         billsec: None,
+        answer_from_billsec: false,
     };
     let code = sip_code(&invite)?;
     let r = record(&invite, callid, times, vec![format!("sip:{code}")]);
@@ -312,6 +314,7 @@ fn dialog_cdr(
         end: Some(end),
         duration: duration.map(|d| Duration::seconds(d.num_seconds())),
         billsec: None,
+        answer_from_billsec: false,
     };
     // Without a code, a dialog that ended at its start says nothing about why: failed.
     let causes = match code {

@@ -188,7 +188,8 @@ pub struct CsvMapping {
     pub start_time: usize,
     pub answer_time: Option<usize>,
     pub end_time: Option<usize>,
-    /// Billed seconds: with `answer_time` it gives the end when `end_time` is missing.
+    /// Billed seconds: with `answer_time` it gives the end when `end_time` is missing; without
+    /// `answer_time`, an answered row's answer is `end_time` − billsec.
     pub billsec: Option<usize>,
     pub disposition: Option<usize>,
     pub customer_id: Option<usize>,
@@ -648,6 +649,11 @@ impl RawSource {
                     "`fields` needs end_time, or answer_time and billsec".into()
                 ));
             }
+            // Without either, an answered row has no answer time and every answered call
+            // would be dead-lettered `inconsistent_answer`: refused here, not per record.
+            if mapping.answer_time.is_none() && mapping.billsec.is_none() {
+                return Err(ctx("`fields` has neither answer_time nor billsec, so an answered call would have no answer time: map answer_time, or billsec (seconds billed from the answer; the answer is then end_time − billsec)".into()));
+            }
             if mapping.disposition.is_none() && mapping.answer_time.is_none() {
                 return Err(ctx("`fields` needs disposition or answer_time: otherwise nothing says whether a call was answered".into()));
             }
@@ -749,6 +755,29 @@ disposition = "status"
         assert_eq!((m.cdr_id, m.called_number, m.disposition), (0, 2, Some(6)));
         assert_eq!(m.time_format, TimeFormat::Wall("%d.%m.%Y %H:%M:%S".into()));
         assert_eq!(m.dispositions["OK"], Disposition::Answered);
+    }
+
+    #[test]
+    fn a_csv_mapping_must_yield_an_answer_time() {
+        let csv = |fields: &str| {
+            parse(&format!("[[source]]\ntopic = \"c\"\nformat = \"csv\"\nswitch_id = \"k\"\ntimezone = \"UTC\"\ncolumns = [\"id\", \"a\", \"b\", \"s\", \"an\", \"e\", \"bs\", \"st\"]\n[source.fields]\ncdr_id = \"id\"\ncalling_number = \"a\"\ncalled_number = \"b\"\nstart_time = \"s\"\ndisposition = \"st\"\n{fields}"))
+        };
+        // Audit s15 item 6: end and billsec without an answer column give the answer.
+        let m = csv("end_time = \"e\"\nbillsec = \"bs\"\n").unwrap();
+        let m = m.get("c").unwrap().csv.as_ref().unwrap();
+        assert_eq!(
+            (m.answer_time, m.end_time, m.billsec),
+            (None, Some(5), Some(6))
+        );
+        assert!(csv("answer_time = \"an\"\nend_time = \"e\"\n").is_ok());
+        assert!(csv("answer_time = \"an\"\nbillsec = \"bs\"\n").is_ok());
+        // Only an end: nothing gives an answered call its answer time.
+        let e = csv("end_time = \"e\"\n").unwrap_err();
+        assert!(
+            e.message.contains("neither answer_time nor billsec")
+                && e.message.contains("map answer_time, or billsec"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
             end,
             duration,
             billsec,
+            answer_from_billsec: false,
         },
         disposition: Some(disposition),
         causes: Vec::new(),

@@ -2,12 +2,14 @@
 //! `columns` names the record's columns, `[source.fields]` says which column is which
 //! canonical field, `time_format` how times are written, `dispositions` how outcomes are
 //! spelled (anything not listed is read as an Asterisk name, Q.850 cause or SIP code).
+//! Without an answer column, an answered row's answer is end − billsec.
 //!
 //! Legs: one record per call is assumed; a carrier file with one row per leg must be filtered
 //! before it is sent (or carry a disposition the mapping turns into something unanswered).
 
-use chrono::DateTime;
+use chrono::{DateTime, Duration};
 
+use evn_cdr::Disposition;
 use evn_config::{Source, TimeFormat};
 
 use crate::time::{self, Stamp, Times};
@@ -79,6 +81,16 @@ pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
         },
         None => (None, Vec::new()),
     };
+    // Carrier files often write the end and the billed seconds but no answer time. Without
+    // one every answered row was dead-lettered `inconsistent_answer`; its answer is end −
+    // billsec, as Kazoo's. A mapped word or Asterisk name decides whether the row was
+    // answered; a release cause (or no status) leaves it to the billed seconds, as the answer
+    // time would (README).
+    let answer_from_billsec = m.answer_time.is_none()
+        && match disposition {
+            Some(d) => d == Disposition::Answered,
+            None => billsec.is_some_and(|b| b > Duration::zero()),
+        };
     let id = at(m.cdr_id).to_owned();
     let id = if id.is_empty() {
         content_id(fields.join("\u{1f}").as_bytes())
@@ -99,6 +111,7 @@ pub(crate) fn read(source: &Source, text: &str) -> Result<Read, SourceError> {
             end,
             duration: None,
             billsec,
+            answer_from_billsec,
         },
         disposition,
         causes,
@@ -194,6 +207,85 @@ disposition = "status"
         assert!(run(&carrier(), mapped.as_bytes())
             .unwrap()
             .contains("outbound busy start=2026-11-24T08:15:02Z answer=-"));
+    }
+
+    /// Audit s15 item 6: end, billsec and status, no answer column (a common carrier layout).
+    fn without_answer_column() -> evn_config::Source {
+        source(
+            SourceFormat::Csv,
+            r#"timezone = "Europe/Berlin"
+delimiter = ";"
+columns = ["id", "a", "b", "start", "end", "billsec", "status"]
+time_format = "%d.%m.%Y %H:%M:%S"
+dispositions = { "OK" = "answered", "BESETZT" = "busy" }
+[source.fields]
+cdr_id = "id"
+calling_number = "a"
+called_number = "b"
+start_time = "start"
+end_time = "end"
+billsec = "billsec"
+disposition = "status"
+"#,
+        )
+    }
+
+    #[test]
+    fn without_an_answer_column_the_answer_is_end_minus_billsec() {
+        let s = without_answer_column();
+        // The auditor's line: it was dead-lettered `inconsistent_answer`.
+        let row = "X-1;089 123456;0151 12345678;24.11.2026 09:15:02;24.11.2026 09:17:11;122;OK";
+        assert_eq!(
+            run(&s, row.as_bytes()).unwrap(),
+            "sw1 X-1 K1002 +4989123456→+4915112345678 outbound answered \
+             start=2026-11-24T08:15:02Z answer=08:15:09 end=08:17:11 billable=122s id=X-1"
+        );
+        // A release cause leaves the answer to the billed seconds, as an answer time would.
+        for (status, billsec, want) in [
+            ("16", "122", "outbound answered"),
+            ("NORMAL_CLEARING", "122", "outbound answered"),
+            ("16", "0", "outbound no_answer"),
+            ("USER_BUSY", "0", "outbound busy"),
+            ("", "122", "outbound answered"),
+            ("", "0", "outbound failed"),
+            ("BESETZT", "0", "outbound busy"),
+        ] {
+            let row = row
+                .replace(";OK", &format!(";{status}"))
+                .replace(";122;", &format!(";{billsec};"));
+            let got = run(&s, row.as_bytes()).unwrap();
+            assert!(got.contains(want), "{status}/{billsec}: {got}");
+            assert_eq!(
+                got.contains("answer=-"),
+                billsec == "0",
+                "{status}/{billsec}: {got}"
+            );
+        }
+        // A mapped word says answered, but nothing says for how long.
+        assert_eq!(
+            code(&s, row.replace(";122;", ";;").as_bytes()),
+            "missing_field"
+        );
+        // More billed seconds than the call lasted: the answer would precede the start.
+        for billsec in ["130", "999999999999"] {
+            assert_eq!(
+                code(&s, row.replace(";122;", &format!(";{billsec};")).as_bytes()),
+                "answer_before_start",
+                "{billsec}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_derived_answer_crosses_the_spring_clock_change_by_the_instant() {
+        // 29 March 2026: 02:00 CET becomes 03:00 CEST. 90 s before 03:01:00 CEST is 01:59:30
+        // CET; wall-clock arithmetic would give 02:59:30, a time that did not exist.
+        let row = "X-2;089 123456;0151 12345678;29.03.2026 01:59:00;29.03.2026 03:01:00;90;OK";
+        assert_eq!(
+            run(&without_answer_column(), row.as_bytes()).unwrap(),
+            "sw1 X-2 K1002 +4989123456→+4915112345678 outbound answered \
+             start=2026-03-29T00:59:00Z answer=00:59:30 end=01:01:00 billable=90s id=X-2"
+        );
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! `sip_code`, `sip_reason` and `time` (`acc_time_mode` 1: Unix seconds; 2: seconds with a
 //! fraction; 3/4: a formatted wall-clock or UTC time, read in the source's `timezone`), plus the
 //! `acc_extra` fields the operator configures. We read `src_user` (the caller), `dst_ouser`
-//! (the dialled number, the original request URI's user; `dst_user` if absent) and, with
-//! `customer = "accountcode"`, `accountcode`.
+//! (the dialled number, the original request URI's user; `dst_user` if absent), `pai_user`
+//! (the P-Asserted-Identity, `$ai`: the line a caller with CLIR or an extension calls out
+//! under) and, with `customer = "accountcode"`, `accountcode`.
 //!
 //! A call is two records: the INVITE's 2xx (the answer, its `time`) and the BYE (the end).
 //! Neither is billable alone, so [`read`] says which one a record is ([`Kamailio::Start`],
@@ -174,7 +175,10 @@ fn record(doc: &Value, id: String, times: Times, disposition_causes: Vec<String>
         record_id: id.clone(),
         cdr_id: id,
         calling: get(doc, "src_user").unwrap_or_default(),
-        presented: None,
+        // With CLIR the From user is `anonymous` (`$fU`), and behind a PBX it may be an
+        // extension: the asserted identity then says whose line called, as Asterisk's clid
+        // and FreeSWITCH's effective caller id do. A From user that is a number wins.
+        presented: get(doc, "pai_user"),
         called: called(doc),
         context: None,
         accountcode: get(doc, "accountcode"),
@@ -215,6 +219,7 @@ pub fn read(
                 end: Some(at),
                 duration: None,
                 billsec: None,
+                answer_from_billsec: false,
             };
             let r = record(&doc, callid, times, vec![format!("sip:{code}")]);
             finish(source, numbers, r, repaired).map(Kamailio::Converted)
@@ -251,6 +256,7 @@ pub fn pair(
         end: Some(hangup),
         duration: None,
         billsec: None,
+        answer_from_billsec: false,
     };
     let code = sip_code(&invite)?;
     let r = record(&invite, callid, times, vec![format!("sip:{code}")]);
@@ -312,6 +318,7 @@ fn dialog_cdr(
         end: Some(end),
         duration: duration.map(|d| Duration::seconds(d.num_seconds())),
         billsec: None,
+        answer_from_billsec: false,
     };
     // Without a code, a dialog that ended at its start says nothing about why: failed.
     let causes = match code {
@@ -508,6 +515,64 @@ mod tests {
         assert_eq!(
             code(&s, busy.replace("486", "OK").as_bytes()),
             "unknown_enum_value"
+        );
+    }
+
+    #[test]
+    fn a_caller_with_clir_is_placed_by_the_asserted_identity() {
+        let s = kamailio("");
+        let anonymous = |pai: &str| {
+            invite(200, &ANSWER.to_string()).replace(
+                r#""src_user":"030901820""#,
+                &format!(r#""src_user":"anonymous"{pai}"#),
+            )
+        };
+        let end = bye(&(ANSWER + 122).to_string(), false);
+        let unplaced = |start: &str| {
+            pair(&s, &numbers(), start.as_bytes(), end.as_bytes())
+                .unwrap_err()
+                .code()
+        };
+        // Audit s15 item 11: without a PAI the call touches no customer line. An empty or
+        // null PAI (no header in the INVITE) is no identity either.
+        for pai in ["", r#","pai_user":"""#, r#","pai_user":null"#] {
+            assert_eq!(unplaced(&anonymous(pai)), "unknown_line", "{pai}");
+        }
+        // `pai_user=$ai` logs the whole URI; its user part is the line.
+        for pai in [
+            r#","pai_user":"sip:+4930901820@10.0.0.5""#,
+            r#","pai_user":"030901820""#,
+        ] {
+            let start = anonymous(pai);
+            assert_eq!(
+                view(&pair(&s, &numbers(), start.as_bytes(), end.as_bytes()).unwrap()),
+                "sw1 c-1@10.0.0.5 K1001 +4930901820→+4915112345678 outbound answered \
+                 start=2026-11-24T08:15:09Z answer=08:15:09 end=08:17:11 billable=122s id=c-1@10.0.0.5",
+                "{pai}"
+            );
+        }
+        // A From user that is a number is the caller; the PAI does not override it.
+        let start = invite(200, &ANSWER.to_string()).replace(
+            r#""src_user":"030901820""#,
+            r#""src_user":"030901820","pai_user":"+4989123456""#,
+        );
+        assert!(
+            view(&pair(&s, &numbers(), start.as_bytes(), end.as_bytes()).unwrap())
+                .contains("K1001 +4930901820→")
+        );
+        // Dialog CDRs (`cdr_extra`) and failed attempts read the same field.
+        let cdr = r#"{"start_time":"1795508109","end_time":"1795508231","callid":"d-8@pbx","src_user":"anonymous","pai_user":"sip:+4989123456@pbx","dst_user":"015112345678"}"#;
+        let got = code(&s, cdr.as_bytes());
+        assert!(
+            got.contains("K1002 +4989123456→+4915112345678 outbound answered"),
+            "{got}"
+        );
+        let busy = anonymous(r#","pai_user":"+4930901820""#)
+            .replace(r#""sip_code":"200""#, r#""sip_code":"486""#);
+        let got = code(&s, busy.as_bytes());
+        assert!(
+            got.contains("K1001 +4930901820→+4915112345678 outbound busy"),
+            "{got}"
         );
     }
 

@@ -157,6 +157,7 @@ pub(crate) fn read(_source: &Source, text_: &str) -> Result<Read, SourceError> {
             billsec: (billing > 0)
                 .then(|| Duration::try_seconds(billing))
                 .flatten(),
+            answer_from_billsec: false,
         },
         disposition: None,
         causes,

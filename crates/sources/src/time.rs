@@ -102,6 +102,10 @@ pub struct Times {
     pub duration: Option<Duration>,
     /// `end - answer` as the switch states it.
     pub billsec: Option<Duration>,
+    /// The record writes no answer time but the leg was answered (a carrier file with end and
+    /// billed seconds only): the answer is end − `billsec`. Derived from the end as an instant,
+    /// not as wall-clock time, so a clock change during the call does not move it an hour.
+    pub answer_from_billsec: bool,
 }
 
 /// Start, answer and end as instants.
@@ -158,6 +162,10 @@ pub fn resolve(times: Times, tz: Option<Tz>) -> Result<Resolved, SourceError> {
     for &s in &starts {
         for &a in &answers {
             for &e in &ends {
+                let a = match a {
+                    None if times.answer_from_billsec => Some(answer_before(times, e)?),
+                    a => a,
+                };
                 readings.push((finish(times, s, a, e)?, e));
             }
         }
@@ -194,6 +202,20 @@ pub fn resolve(times: Times, tz: Option<Tz>) -> Result<Resolved, SourceError> {
         });
     }
     Ok(first)
+}
+
+/// end − billsec, for a record without an answer time (`Times::answer_from_billsec`).
+fn answer_before(times: Times, end: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, SourceError> {
+    let end = end.ok_or(SourceError::Missing { field: "end_time" })?;
+    let billsec = times
+        .billsec
+        .ok_or(SourceError::Missing { field: "billsec" })?;
+    // Record values can put the difference past chrono's range: a dead letter, never a panic.
+    end.checked_sub_signed(billsec)
+        .ok_or_else(|| SourceError::BadTime {
+            field: "billsec",
+            value: billsec.num_seconds().to_string(),
+        })
 }
 
 /// The end of a call: measured times when both answer and end are precise; otherwise, with a
@@ -249,6 +271,7 @@ mod tests {
             end: Some(wall(end)),
             duration: Some(Duration::seconds(duration)),
             billsec: Some(Duration::seconds(billsec)),
+            answer_from_billsec: false,
         }
     }
 
@@ -302,6 +325,7 @@ mod tests {
             end: Some(at("1795000130.250000")),
             duration: Some(Duration::seconds(130)),
             billsec: Some(Duration::seconds(122)),
+            answer_from_billsec: false,
         };
         let r = resolve(t, None).unwrap();
         assert_eq!(
@@ -376,11 +400,34 @@ mod tests {
             end: Some(wall("2026-10-25 03:10:00")),
             duration: None,
             billsec: None,
+            answer_from_billsec: false,
         };
         assert_eq!(
             resolve(t, Some(Berlin)).unwrap_err().code(),
             "ambiguous_local_time"
         );
+    }
+
+    #[test]
+    fn an_answer_from_billsec_needs_an_end_and_stays_in_range() {
+        let t = |end: Option<DateTime<Utc>>| Times {
+            start: Stamp::utc(DateTime::<Utc>::MIN_UTC, false),
+            answer: None,
+            end: end.map(|e| Stamp::utc(e, false)),
+            duration: None,
+            billsec: Some(Duration::seconds(1)),
+            answer_from_billsec: true,
+        };
+        let r = resolve(t(Some(utc("2026-11-24T08:17:11Z"))), None).unwrap();
+        assert_eq!(r.answer, Some(utc("2026-11-24T08:17:10Z")));
+        assert_eq!(r.end, utc("2026-11-24T08:17:11Z"));
+        assert_eq!(
+            resolve(t(Some(DateTime::<Utc>::MIN_UTC)), None)
+                .unwrap_err()
+                .code(),
+            "bad_timestamp"
+        );
+        assert_eq!(resolve(t(None), None).unwrap_err().code(), "missing_field");
     }
 
     #[test]

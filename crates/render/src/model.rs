@@ -316,6 +316,16 @@ impl EvnDocument {
                     .to_owned(),
             );
         }
+        if self.itemised() > 0 {
+            // Start and duration are measured from different moments (DOMAIN: durations run
+            // from the answer); said, so that nobody adds them up to an end time and doubts
+            // the bill by the ringing seconds.
+            out.push(
+                "Die Uhrzeit ist der Beginn des Verbindungsaufbaus, die Dauer die Gesprächsdauer \
+                 ab der Annahme des Anrufs."
+                    .to_owned(),
+            );
+        }
         out.push("Alle Beträge sind Nettobeträge in Euro.".to_owned());
         out
     }
@@ -447,6 +457,13 @@ mod tests {
         let n = doc.notices();
         assert!(n[0].contains("keine Verbindungen angefallen, die einzeln"));
         assert!(n.iter().any(|s| s.contains("(Festnetz national)")));
+        // No rows, so nothing to say about their times.
+        assert!(!n.iter().any(|s| s.contains("Verbindungsaufbaus")));
+        let one = EvnDocument::build(header(), vec![call(0, 1, 100, false, 0)], false, vec![]);
+        assert!(one
+            .notices()
+            .iter()
+            .any(|s| s.contains("Beginn des Verbindungsaufbaus") && s.contains("ab der Annahme")));
     }
 
     /// 3 × 0,1820 € print as 0,18 € each, and their exact sum 0,5460 € as 0,55 €: the EVN says

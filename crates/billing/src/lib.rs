@@ -298,8 +298,8 @@ pub fn dedup(calls: &mut Vec<RatedCall>) -> usize {
 }
 
 /// The EVN of one customer and month (version 0: the caller numbers it). Counselling calls are
-/// hidden if flagged (by ingest, or by the run's scan: `CounsellingList::hides`) *or* today's list
-/// knows the full number, in whatever notation it was stored. Every call is rated with today's
+/// hidden by their `counselling` flag, which the run's scan sets by today's list
+/// (`CounsellingList::hides`): callers pass calls marked that way. Every call is rated with today's
 /// configuration ([`evn_rating::rerate`]): the bill records the configuration version it was
 /// made from, and a re-run after a corrected tariff bills the corrected charges.
 pub fn build_document(
@@ -355,14 +355,9 @@ pub fn build_document(
         .min();
     let calls = calls
         .into_iter()
-        // Decided on the number as stored, before re-rating may shorten it: the run's scan
-        // set `counselling` by `CounsellingList::hides`; a full number is looked up again here
-        // for callers that did not scan.
-        .filter_map(|mut c| {
-            c.counselling |=
-                !c.called_number.ends_with('x') && config.counselling.contains(&c.called_number);
-            evn_rating::rerate(c, config)
-        })
+        // `counselling` was decided on the number as stored, before re-rating may shorten it:
+        // by the run's scan (`CounsellingList::hides`).
+        .filter_map(|c| evn_rating::rerate(c, config))
         .map(|c| EvnCall {
             hidden: c.counselling
                 || cancelled_from.is_some_and(|d| evn_rating::berlin_date(c.start_time) >= d),

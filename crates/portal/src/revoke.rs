@@ -123,10 +123,6 @@ impl Revocations {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The list in force, read again first if the file changed.
     pub fn current(&self) -> List {
         self.refresh();

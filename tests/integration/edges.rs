@@ -312,6 +312,14 @@ fn first_batch() -> Vec<Vec<u8>> {
             "2026-11-12T10:00:00Z",
             90,
         ),
+        // 31.10. 23:59:58 CET; its copy in the later batch is re-stamped into November.
+        answered(
+            "edge-dup-edge",
+            "K1002",
+            "+4915112345678",
+            "2026-10-31T22:59:58Z",
+            90,
+        ),
     ];
     // Nothing to bill: each skip reason.
     for (id, dir, disp) in [
@@ -354,6 +362,14 @@ fn second_batch() -> Vec<Vec<u8>> {
             "K1002",
             "+4915112345678",
             "2026-11-12T10:00:00Z",
+            90,
+        )
+        .into_bytes(),
+        answered(
+            "edge-dup-edge",
+            "K1002",
+            "+4915112345678",
+            "2026-10-31T23:00:01Z",
             90,
         )
         .into_bytes(),
@@ -533,9 +549,11 @@ fn charges_follow_zone_price_and_increment() {
 }
 
 #[test]
-fn switch_duplicates_hours_apart_are_stored_once() {
+fn switch_duplicates_hours_apart_or_across_a_month_edge_are_stored_once() {
     row("edge-dup"); // exactly one row
-    assert_eq!(shared().second["skipped"]["duplicate"], 1);
+                     // A copy three seconds later falls into November: still the same call, kept in October.
+    assert_eq!(row("edge-dup-edge").billing_month.to_string(), "2026-10");
+    assert_eq!(shared().second["skipped"]["duplicate"], 2);
     assert_eq!(shared().second["stored"], 1, "only the late CDR is new");
 }
 

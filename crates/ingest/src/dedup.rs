@@ -9,11 +9,18 @@
 //! loaded again from its files when a late CDR arrives: a process that runs for a year holds
 //! the months it works on, not every month it ever saw. Its stored files hold every key of it
 //! that is not buffered, so dropping and reloading it loses nothing.
+//!
+//! A copy of a call may start a little apart from the first (a switch failover re-stamps it) and
+//! so fall on the other side of a month's edge. A call starting within [`EDGE`] of its month's
+//! first or last instant is also looked up in the month on that side: the first copy stored
+//! wins, whichever month it is in. Farther from the edge the neighbour is not consulted: that
+//! would keep last month's set in memory all month for what is, that far apart, an id reused.
 
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Datelike, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use evn_rating::BillingMonth;
@@ -53,6 +60,9 @@ pub fn key(switch_id: &str, cdr_id: &str) -> Key {
     Key([h as u32, (h >> 32) as u32, (h >> 64) as u32])
 }
 
+/// How near its month's edge a call must start to be looked up in the month beyond it.
+pub const EDGE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 /// Months untouched this long (and not buffered) are dropped from memory.
 pub const IDLE_MONTH: Duration = Duration::from_secs(15 * 60);
 
@@ -67,6 +77,8 @@ pub struct Dedup {
     months: FxHashMap<BillingMonth, Month>,
     /// To read months stored encrypted.
     keys: Option<Arc<Keyring>>,
+    /// Each month's `[start, end)` in UTC: two time-zone lookups, done once per month.
+    edges: FxHashMap<BillingMonth, (DateTime<Utc>, DateTime<Utc>)>,
     /// When a month counts as used: set by [`Dedup::tick`], not read from the clock for every
     /// record (1 % of ingest's loop thread in perf). Idleness is measured in minutes.
     now: Instant,
@@ -77,6 +89,7 @@ impl Dedup {
         Dedup {
             months: FxHashMap::default(),
             keys,
+            edges: FxHashMap::default(),
             now: Instant::now(),
         }
     }
@@ -94,6 +107,41 @@ impl Dedup {
         key: Key,
     ) -> Result<bool, StoreError> {
         Ok(self.month(data, month)?.keys.insert(key))
+    }
+
+    /// Inserts the key of a call starting at `start`; false if the call is already stored or
+    /// buffered in its month or, starting within [`EDGE`] of that month's edge, in the month
+    /// beyond the edge.
+    pub fn insert_call(
+        &mut self,
+        data: &Location,
+        month: BillingMonth,
+        start: DateTime<Utc>,
+        key: Key,
+    ) -> Result<bool, StoreError> {
+        if let Some(beside) = self.beside(month, start) {
+            if self.contains(data, beside, key)? {
+                return Ok(false);
+            }
+        }
+        self.insert(data, month, key)
+    }
+
+    /// The month next to the edge `start` is near, if it is within [`EDGE`] of one.
+    fn beside(&mut self, month: BillingMonth, start: DateTime<Utc>) -> Option<BillingMonth> {
+        // Within a day of a Berlin month's edge a call is on UTC day 1 or on one of a month's
+        // last two UTC days (27 to 31): days 2 to 26 are a day or more from both edges.
+        if (2..=26).contains(&start.day()) {
+            return None;
+        }
+        let (first, end) = *self.edges.entry(month).or_insert_with(|| month.utc_range());
+        if start < first + EDGE {
+            Some(month.prev())
+        } else if start >= end - EDGE {
+            Some(month.next())
+        } else {
+            None
+        }
     }
 
     /// Whether the call is already stored or buffered.
@@ -212,5 +260,59 @@ mod tests {
         assert!(!d.insert(&data, month, stored).unwrap());
         // A month in use is kept.
         assert_eq!(d.evict_idle(IDLE_MONTH, |_| false), 0);
+    }
+
+    #[test]
+    fn a_copy_on_the_other_side_of_a_month_edge_is_a_duplicate_within_a_day_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Location::Local(dir.path().to_owned());
+        let mut d = Dedup::new(None);
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let mut first_wins = |id: &str, first: &str, second: &str| {
+            let (a, b) = (at(first), at(second));
+            let k = key("fra1", id);
+            assert!(d.insert_call(&data, BillingMonth::of(a), a, k).unwrap());
+            d.insert_call(&data, BillingMonth::of(b), b, k).unwrap()
+        };
+        // 31.10. 23:59:58 CET, then re-stamped by a failover 1.11. 00:00:01: one call, in October.
+        assert!(!first_wins(
+            "a",
+            "2026-10-31T22:59:58Z",
+            "2026-10-31T23:00:01Z"
+        ));
+        // The other way round, over the turn of the year.
+        assert!(!first_wins(
+            "b",
+            "2026-12-31T23:00:00Z",
+            "2026-12-31T22:59:59Z"
+        ));
+        // Up to a day from the edge, on either side (1.4. 00:00 CEST is 31.3. 22:00 UTC).
+        assert!(!first_wins(
+            "c",
+            "2026-03-31T21:59:59Z",
+            "2026-04-01T21:59:59Z"
+        ));
+        assert!(!first_wins(
+            "d",
+            "2026-04-01T21:59:59Z",
+            "2026-03-30T22:00:00Z"
+        ));
+        // Beyond a day on either side, the months are separate.
+        assert!(first_wins(
+            "e",
+            "2026-03-31T21:59:59Z",
+            "2026-04-01T22:00:00Z"
+        ));
+        assert!(first_wins(
+            "f",
+            "2026-04-01T21:59:59Z",
+            "2026-03-30T21:59:59Z"
+        ));
+        // The same month, as always.
+        assert!(!first_wins(
+            "g",
+            "2026-11-15T10:00:00Z",
+            "2026-11-15T12:00:00Z"
+        ));
     }
 }

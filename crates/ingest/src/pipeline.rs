@@ -1025,7 +1025,10 @@ impl State {
         self.fold_start(tp, start);
         let key = dedup::key(&call.switch_id, &call.cdr_id);
         let month = call.billing_month;
-        let fresh = tokio::task::block_in_place(|| self.dedup.insert(&self.opts.data, month, key))?;
+        let fresh = tokio::task::block_in_place(|| {
+            self.dedup
+                .insert_call(&self.opts.data, month, call.start_time, key)
+        })?;
         let buf = &mut self.parts.get_mut(tp).expect("present").buf;
         if !fresh {
             buf.counts.skip("duplicate");

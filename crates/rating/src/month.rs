@@ -72,6 +72,20 @@ impl BillingMonth {
         }
     }
 
+    pub fn prev(self) -> Self {
+        if self.month == 1 {
+            BillingMonth {
+                year: self.year - 1,
+                month: 12,
+            }
+        } else {
+            BillingMonth {
+                year: self.year,
+                month: self.month - 1,
+            }
+        }
+    }
+
     pub fn last_day(self) -> NaiveDate {
         self.next()
             .first_day()

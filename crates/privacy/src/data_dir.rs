@@ -124,7 +124,8 @@ pub fn rewrite_month(
     for file in &files {
         let mut rows = Vec::new();
         let mut dropped = 0;
-        data.read_file_with(file, keys, &mut |call| {
+        let mut info = evn_store::FileInfo::default();
+        data.read_file_with_info(file, keys, &mut |i| info = i, &mut |call| {
             if keep(&call) {
                 rows.push(call);
             } else {
@@ -140,8 +141,10 @@ pub fn rewrite_month(
             if rows.is_empty() {
                 change.delete(&name);
             } else {
+                // As the local rewrite: the kept rows' flags keep their list version.
                 let options = WriteOptions {
                     keys: keys.cloned(),
+                    counselling_version: info.counselling_version,
                     ..WriteOptions::default()
                 };
                 let bytes = evn_store::encode_file(&shown, &rows, options)?;
@@ -182,4 +185,80 @@ pub fn sweep_object_staging(
         swept.push((PathBuf::from(o.display(&l.key)), days));
     }
     Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evn_store::{PutMode, StoredCall, WriteOptions};
+
+    fn call(customer: &str, offset: i64) -> StoredCall {
+        StoredCall {
+            call: evn_rating::RatedCall {
+                cdr_id: format!("fra1-{offset}").into(),
+                switch_id: "fra1".into(),
+                customer_id: customer.into(),
+                calling_number: "+493012345".into(),
+                called_number: "+49301234xxx".into(),
+                start_time: "2026-01-10T10:00:00Z".parse().unwrap(),
+                duration_s: 60,
+                zone: "landline".into(),
+                charge_eur: rust_decimal::Decimal::new(290, 4),
+                billing_month: "2026-01".parse().unwrap(),
+                plan: "office_basic".into(),
+                shortened: true,
+                counselling: false,
+            },
+            source_topic: "cdrs".into(),
+            source_partition: 0,
+            source_offset: offset,
+            provenance: None,
+        }
+    }
+
+    /// The rows a rewrite keeps were flagged with the original file's counselling list: the
+    /// rewritten file must still name it, or the billing run would hide a kept customer's
+    /// shortened ordinary numbers that look like a listed one (`CounsellingList::hides`).
+    #[test]
+    fn a_rewrite_keeps_the_files_counselling_list_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let month: BillingMonth = "2026-01".parse().unwrap();
+        let rows = [call("K1", 1), call("K2", 2)];
+        let options = WriteOptions {
+            counselling_version: Some("2026-Q1+sha256:ab".into()),
+            ..WriteOptions::default()
+        };
+        let bytes = evn_store::encode_file("a".as_ref(), &rows, options).unwrap();
+        let local = Location::Local(tmp.path().to_owned());
+        let folder = evn_store::month_dir(tmp.path(), month);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("a.parquet"), &bytes).unwrap();
+        let object = Location::parse("memory://rewrite-keeps-version/data").unwrap();
+        let Location::Object(o) = &object else {
+            unreachable!()
+        };
+        o.put(
+            "cdrs/billing_month=2026-01/a.parquet",
+            bytes.into(),
+            PutMode::Create,
+        )
+        .unwrap();
+        for data in [local, object] {
+            let keep = |c: &StoredCall| c.call.customer_id == "K2";
+            let changes = rewrite_month(&data, month, &keep, None, false).unwrap();
+            assert_eq!(changes.len(), 1, "{data}");
+            let files = data.list_month_files(month).unwrap();
+            assert_eq!(files.len(), 1, "{data}");
+            let (mut info, mut kept) = (None, Vec::new());
+            data.read_file_with_info(
+                &files[0],
+                None,
+                &mut |i| info = i.counselling_version,
+                &mut |c| kept.push(c.call.customer_id.to_string()),
+            )
+            .unwrap();
+            assert_eq!(kept, ["K2"], "{data}");
+            assert_eq!(info.as_deref(), Some("2026-Q1+sha256:ab"), "{data}");
+        }
+    }
 }

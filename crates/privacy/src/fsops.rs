@@ -237,7 +237,8 @@ pub fn rewrite_month(
     for (i, path) in files.iter().enumerate() {
         let mut rows = Vec::new();
         let mut dropped = 0;
-        evn_store::read_file_with(path, keys, &mut |call| {
+        let mut info = evn_store::FileInfo::default();
+        evn_store::read_file_with_info(path, keys, &mut |i| info = i, &mut |call| {
             if keep(&call) {
                 rows.push(call);
             } else {
@@ -272,8 +273,11 @@ pub fn rewrite_month(
         }
         if !rows.is_empty() {
             let file_name = path.file_name().expect("Parquet files have names");
+            // The kept rows' counselling flags were set with the original's list: the billing
+            // run trusts them only while it names that list.
             let options = WriteOptions {
                 keys: keys.cloned(),
+                counselling_version: info.counselling_version,
                 ..WriteOptions::default()
             };
             evn_store::write_file(&staging.join(file_name), &rows, options)?;

@@ -84,7 +84,7 @@ pub const COUNSELLING_VERSION_KEY: &str = "evn.counselling_version";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileInfo {
     /// [`WriteOptions::counselling_version`]; `None` for files written without it (before
-    /// 2026-11-27, or rewritten by erase).
+    /// 2026-11-27; erase and retention rewrites keep the original's since 2026-11-28).
     pub counselling_version: Option<String>,
 }
 

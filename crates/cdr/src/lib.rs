@@ -6,7 +6,7 @@
 mod number;
 mod parse;
 
-pub use number::{NumberError, PhoneNumber};
+pub use number::{german_short_code, NumberError, PhoneNumber};
 pub use parse::parse;
 
 use chrono::{DateTime, Utc};

@@ -61,14 +61,7 @@ impl PhoneNumber {
             if digits.starts_with("490") {
                 return Err(NumberError::TrunkZero(s.to_owned()));
             }
-            // Germany's 11x range holds only short codes (110, 112, 115, 116xxx, 118xx), and
-            // SBCs that normalise everything to E.164 send them as `+49112`: kept so, an
-            // emergency call was rated as a landline call and printed as `0112`. One number,
-            // one form: the short code.
-            if let Some(code) = digits
-                .strip_prefix("49")
-                .filter(|c| c.starts_with("11") && (3..=MAX_SHORT_CODE_DIGITS).contains(&c.len()))
-            {
+            if let Some(code) = german_short_code(digits) {
                 return Ok(PhoneNumber(code.into()));
             }
         } else if digits.len() < 2 || digits.len() > MAX_SHORT_CODE_DIGITS {
@@ -88,6 +81,18 @@ impl PhoneNumber {
     pub fn is_e164(&self) -> bool {
         self.0.starts_with('+')
     }
+}
+
+/// The short code behind E.164 digits (without the `+`) such as `49112` or `49116123`.
+///
+/// Germany's 11x range holds only short codes (110, 112, 115, 116xxx, 118xx), and SBCs that
+/// normalise everything to E.164 send them as `+49112`: kept so, an emergency call was rated as
+/// a landline call and printed as `0112`. One number, one form: the short code. The counselling
+/// list normalises its entries by the same rule, or `+49 116 123` there would never match.
+pub fn german_short_code(e164_digits: &str) -> Option<&str> {
+    e164_digits
+        .strip_prefix("49")
+        .filter(|c| c.starts_with("11") && (3..=MAX_SHORT_CODE_DIGITS).contains(&c.len()))
 }
 
 impl fmt::Display for PhoneNumber {

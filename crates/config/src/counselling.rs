@@ -46,8 +46,13 @@ pub fn normalise_number(raw: &str) -> Option<String> {
         return Some(digits);
     };
     // `+49 0800 …`: the national trunk 0 kept after the country code, a common slip.
-    Some(match e164.strip_prefix("+490") {
+    let e164 = match e164.strip_prefix("+490") {
         Some(rest) => format!("+49{}", rest.trim_start_matches('0')),
+        None => e164,
+    };
+    // `+49 116 123`, `0116 123`: the short code, as ingest stores it (`PhoneNumber::parse`).
+    Some(match evn_cdr::german_short_code(&e164[1..]) {
+        Some(code) => code.to_owned(),
         None => e164,
     })
 }
@@ -61,6 +66,7 @@ fn is_normalised(number: &str) -> bool {
         && digits.bytes().all(|b| b.is_ascii_digit())
         && (number.starts_with('+') || !digits.starts_with('0'))
         && !number.starts_with("+490")
+        && !(number.starts_with('+') && evn_cdr::german_short_code(digits).is_some())
 }
 
 /// Masks the last three digits as `xxx` (the EVN shortening rule).
@@ -199,6 +205,8 @@ mod tests {
         for n in [
             "+498001110111",
             "116123",
+            "+49116123",
+            "+49110",
             "08001110111",
             "0049301234",
             "+",
@@ -248,6 +256,30 @@ mod tests {
         assert!(!l.contains("+49116111"));
         assert!(!l.contains("+491161231"));
         assert!(!l.contains("+4930901820"));
+    }
+
+    /// Ingest stores `+49116123` as the short code `116123`: a list that writes it in E.164 or
+    /// nationally must still match it.
+    #[test]
+    fn short_codes_listed_in_any_notation_match_the_stored_short_code() {
+        let l = CounsellingList::parse(
+            Path::new("counselling-numbers.txt"),
+            "+49 116 123\n0116 111\n0049 116117\n",
+        )
+        .unwrap();
+        assert_eq!(l.len(), 3);
+        for n in [
+            "116123",
+            "116111",
+            "116117",
+            "+49116123",
+            "0116111",
+            "116xxx",
+        ] {
+            assert!(l.contains(n), "{n}");
+        }
+        assert!(!l.contains("116006"));
+        assert!(l.hides("116123", false, Some(&l.version)));
     }
 
     /// A shortened number is decided by ingest's flag while the list is the one ingest used,

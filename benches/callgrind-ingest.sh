@@ -50,7 +50,8 @@ EOF
 
 for bin in "${bins[@]}"; do
     rm -rf "$work/data" "$work"/cg.out.*
-    coproc BROKER { EVN_LOG=warn "$bin" broker --listen 127.0.0.1:0 --topic cdrs:4 --topic cdrs.dlq:1; }
+    # exec: BROKER_PID is then the broker itself, which the kill below must reach.
+    coproc BROKER { EVN_LOG=warn exec "$bin" broker --listen 127.0.0.1:0 --topic cdrs:4 --topic cdrs.dlq:1; }
     read -r banner <&"${BROKER[0]}"
     addr=$(echo "$banner" | awk '{print $5}')
     EVN_LOG=warn "$bin" produce --brokers "$addr" --topic cdrs "$work/cdrs.jsonl" >/dev/null

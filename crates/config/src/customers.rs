@@ -279,7 +279,7 @@ mod tests {
     fn tariffs() -> Tariffs {
         Tariffs::parse(
             Path::new("tariffs.toml"),
-            "[zones]\nlandline = [\"+49\"]\n[plans.office_flat]\nflatrate = [\"landline\"]\n",
+            "[zones]\nlandline = [\"+4930\"]\n[plans.office_flat]\nflatrate = [\"landline\"]\n",
         )
         .unwrap()
     }
@@ -341,7 +341,7 @@ mod tests {
         );
         let tariffs = Tariffs::parse(
             Path::new("tariffs.toml"),
-            "[zones]\nlandline = [\"+49\"]\nmobile = [\"+491\"]\n\
+            "[zones]\nlandline = [\"+4930\"]\nmobile = [\"+4915\"]\n\
              [plans.office_flat]\nflatrate = [\"landline\", \"mobile\"]\n\
              [plans.office_mobile]\nflatrate = [\"mobile\"]\n\
              [plans.office_mobile.rates]\nlandline = { per_minute = \"0.0100\", increment = \"60/1\" }\n",

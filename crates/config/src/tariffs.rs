@@ -18,6 +18,19 @@ use crate::ConfigError;
 /// Zones that law or our tariff model never lets a flatrate cover (DOMAIN.md, Rating).
 const NEVER_FLATRATE: [&str; 4] = ["service", "premium", "eu", "world"];
 
+/// Whatever its zones are called, no flatrate covers these numbers (DOMAIN.md, Rating: service
+/// and premium calls are always charged; German flatrates leave out every special-rate number):
+/// one example of each kind, zoned as a call to it would be. A zone's name alone let a plan
+/// with `flatrate = ["ausland", "mehrwert"]` swallow hour-long 0900 and US calls unbilled.
+const NEVER_FLATRATE_NUMBERS: [(&str, &str); 6] = [
+    ("+491801234567", "service numbers (0180)"),
+    ("+4990012345678", "premium-rate numbers (0900)"),
+    ("+4913712345", "televoting numbers (0137)"),
+    ("+4913812345", "televoting numbers (0138)"),
+    ("+4970012345678", "personal numbers (0700)"),
+    ("11833", "directory enquiries (118xx)"),
+];
+
 /// A tariff zone's id as named in `[zones]`, e.g. `mobile`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ZoneId(String);
@@ -240,6 +253,23 @@ impl Tariffs {
                 if NEVER_FLATRATE.contains(&id.as_str()) {
                     return Err(err(zone.span(), format!("plan `{name}`: zone `{id}` can never be covered by a flatrate (service, premium and international calls are always charged)")));
                 }
+                if let Some(p) = zones[&id]
+                    .iter()
+                    .find(|p| p.starts_with('+') && !p.starts_with("+49"))
+                {
+                    return Err(err(zone.span(), format!("plan `{name}`: flatrate zone `{id}` holds the international prefix {p:?}: international calls are always charged; move it to a zone outside the flatrate")));
+                }
+                let zone_of = |n: &str| {
+                    (0..=longest_prefix.min(n.len()))
+                        .rev()
+                        .find_map(|len| prefixes.get(&n[..len]))
+                };
+                if let Some((n, what)) = NEVER_FLATRATE_NUMBERS
+                    .iter()
+                    .find(|(n, _)| zone_of(n) == Some(&id))
+                {
+                    return Err(err(zone.span(), format!("plan `{name}`: flatrate zone `{id}` would cover {what}, e.g. {n}, which are always charged: give them a zone of their own outside the flatrate (e.g. `service = [\"+49180\", \"+49137\", \"+49138\", \"+49700\"]`, `premium = [\"+49900\"]`, `directory = [\"118\"]`)")));
+                }
                 flatrate.insert(id);
             }
             let mut rates = BTreeMap::new();
@@ -374,6 +404,7 @@ freephone = ["+49800"]
 mobile    = ["+4915", "+4916", "+4917"]
 landline  = ["+49"]
 world     = ["+"]
+special   = ["+49180", "+49900", "+49137", "+49138", "+49700", "118"]
 
 [zone_labels]
 mobile = "Mobilfunk"
@@ -385,6 +416,7 @@ emergency = { per_minute = "0.0000", increment = "1/1" }
 freephone = { per_minute = "0.0000", increment = "1/1" }
 mobile    = { per_minute = "0.1490", increment = "60/1" }
 world     = { per_minute = "0.9900", increment = "60/60" }
+special   = { per_minute = "1.9900", increment = "60/60" }
 "#;
 
     fn parse(text: &str) -> Result<Tariffs, ConfigError> {
@@ -426,7 +458,7 @@ world     = { per_minute = "0.9900", increment = "60/60" }
     fn float_price_is_an_error_with_line() {
         let text = BASE.replace(r#"per_minute = "0.1490""#, "per_minute = 0.149");
         let e = parse(&text).unwrap_err();
-        assert_eq!(e.line, Some(17), "{e}");
+        assert_eq!(e.line, Some(18), "{e}");
         assert!(e.message.contains("floats are not allowed"), "{e}");
     }
 
@@ -443,6 +475,37 @@ world     = { per_minute = "0.9900", increment = "60/60" }
         check_err(
             &BASE.replace(r#"flatrate = ["landline"]"#, r#"flatrate = ["world"]"#),
             "can never be covered",
+        );
+        // Whatever the zones are called: what they hold decides.
+        check_err(
+            &BASE
+                .replace(r#"world     = ["+"]"#, r#"ausland   = ["+"]"#)
+                .replace("world     = {", "ausland   = {")
+                .replace(
+                    r#"flatrate = ["landline"]"#,
+                    r#"flatrate = ["landline", "ausland"]"#,
+                ),
+            "flatrate zone `ausland` holds the international prefix \"+\"",
+        );
+        check_err(
+            &BASE.replace(r#""+49900", "#, ""),
+            "flatrate zone `landline` would cover premium-rate numbers (0900)",
+        );
+        check_err(
+            &BASE
+                .replace(r#"special   = ["#, r#"mehrwert  = ["#)
+                .replace("special   = {", "mehrwert  = {")
+                .replace(
+                    r#"flatrate = ["landline"]"#,
+                    r#"flatrate = ["landline", "mehrwert"]"#,
+                ),
+            "flatrate zone `mehrwert` would cover service numbers (0180)",
+        );
+        check_err(
+            &BASE
+                .replace(r#", "118"]"#, "]")
+                .replace(r#"landline  = ["+49"]"#, r#"landline  = ["+49", "11"]"#),
+            "would cover directory enquiries (118xx)",
         );
         check_err(
             &BASE.replace(r#"flatrate = ["landline"]"#, r#"flatrate = ["moon"]"#),

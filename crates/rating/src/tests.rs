@@ -348,4 +348,18 @@ fn example_tariffs_rate_the_authorities_and_directory_short_codes() {
     );
     // K1001's flatrate covers landline: 115 is neither billed nor kept.
     assert_eq!(at("K1001", "115"), Outcome::Skip(Skip::Flatrate));
+    // Special-rate numbers are charged under the landline flatrate: 0137, 0138, 0700, 0180.
+    for n in [
+        "+4913712345",
+        "+4913812345",
+        "+4970012345678",
+        "+491801234567",
+    ] {
+        let c = stored(at("K1001", n));
+        assert_eq!(
+            (c.zone.as_str(), c.charge_eur),
+            ("service", Decimal::new(2800, 4)),
+            "{n}"
+        );
+    }
 }

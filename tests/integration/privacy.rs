@@ -554,6 +554,41 @@ fn a_malformed_legal_holds_file_is_a_configuration_error() {
     }
 }
 
+/// A hold naming nobody the month has anything of is a typo that would let retention delete
+/// the disputed data: retention and erase stop with exit 2 and change nothing.
+#[test]
+fn a_legal_hold_that_matches_nothing_stops_retention_and_erase() {
+    for mode in [Local, Url] {
+        let f = fixture_in(mode, None);
+        let before = f.tree();
+        let refused = |args: &[&str], why: &str| {
+            let out = f.run(args[0], &args[1..]);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(err.contains(why), "{err}");
+            assert_eq!(f.tree(), before, "{args:?} changed something");
+        };
+        f.hold(&[
+            "K1002,2026-01,objection,2026-02-21",
+            "k1002,2026-01,objection of 2026-02-20,2026-02-21",
+        ]);
+        refused(
+            &["retention", "--today", "2027-01-01"],
+            "legal-holds.csv:3: the hold names k1002 in 2026-01, who has no stored calls, EVNs or bill in that month (K1002 has: mind the spelling)",
+        );
+        f.hold(&["K1002,2026-02,objection,2026-03-21"]);
+        refused(
+            &["retention", "--today", "2027-01-01", "--dry-run"],
+            "legal-holds.csv:2: the hold names K1002 in 2026-02",
+        );
+        f.hold(&["k9,2026-01,objection,2026-02-21"]);
+        refused(
+            &["erase", "--customer", "K9", "--today", "2027-01-01"],
+            "(K9 has: mind the spelling)",
+        );
+    }
+}
+
 #[test]
 fn retention_with_a_hold_keeps_encrypted_data_encrypted() {
     let key_file = tempfile::NamedTempFile::new().unwrap();

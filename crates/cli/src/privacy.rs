@@ -100,24 +100,34 @@ fn existing_folder(flag: &str, location: &Location) -> Result<(), Failure> {
     )))
 }
 
-fn holds(config: &std::path::Path) -> Result<Vec<evn_privacy::LegalHold>, Failure> {
+/// The legal holds, each checked to name a customer the held month has something of.
+fn holds(
+    config: &std::path::Path,
+    data: &Location,
+    evn: &Location,
+    keys: Option<&std::sync::Arc<evn_store::Keyring>>,
+) -> Result<Vec<evn_privacy::LegalHold>, Failure> {
     let holds = evn_privacy::load_holds(config).map_err(failure)?;
     for h in &holds {
         tracing::info!(customer = %h.customer_id, month = %h.month, since = %h.since, "legal hold");
     }
+    let path = config.join(evn_privacy::HOLDS_FILE);
+    tokio::task::block_in_place(|| evn_privacy::check_holds_match(&path, &holds, data, evn, keys))
+        .map_err(failure)?;
     Ok(holds)
 }
 
 pub fn retention(args: RetentionArgs) -> Result<(), Failure> {
     existing_folder("data", &args.data)?;
     existing_folder("evn", &args.evn)?;
-    let holds = holds(&args.config)?;
+    let keys = data_keys()?;
+    let holds = holds(&args.config, &args.data, &args.evn, keys.as_ref())?;
     let opts = evn_privacy::RetentionOptions {
         data: args.data,
         evn: args.evn,
         today: args.today.unwrap_or_else(evn_privacy::today_berlin),
         dry_run: args.dry_run,
-        keys: data_keys()?,
+        keys,
         staging_max_age: evn_privacy::DEFAULT_STAGING_MAX_AGE,
         now: SystemTime::now(),
     };
@@ -193,14 +203,15 @@ pub fn erase(args: EraseArgs) -> Result<(), Failure> {
     existing_folder("data", &args.data)?;
     existing_folder("evn", &args.evn)?;
     let config = load_config(&args.config)?;
-    let holds = holds(&args.config)?;
+    let keys = data_keys()?;
+    let holds = holds(&args.config, &args.data, &args.evn, keys.as_ref())?;
     let opts = evn_privacy::EraseOptions {
         customer_id: args.customer,
         data: args.data,
         evn: args.evn,
         today: args.today.unwrap_or_else(evn_privacy::today_berlin),
         dry_run: args.dry_run,
-        keys: data_keys()?,
+        keys,
     };
     let prefix = if opts.dry_run { "[dry run] " } else { "" };
     let outcome = tokio::task::block_in_place(|| {

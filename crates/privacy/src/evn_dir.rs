@@ -333,6 +333,14 @@ pub fn files_not_kept(
         .collect())
 }
 
+/// The customers who own an EVN file in a month folder.
+pub fn owners(evn: &Location, month: BillingMonth) -> Result<BTreeSet<String>, PrivacyError> {
+    Ok(files_not_kept(evn, month, &|_| false)?
+        .iter()
+        .filter_map(|e| owner_of_entry(evn, e).map(str::to_owned))
+        .collect())
+}
+
 /// One customer's EVN files (every version, PDF and CSV) in a month folder.
 pub fn files_of(
     evn: &Location,

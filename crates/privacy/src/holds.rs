@@ -10,12 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 
 use evn_rating::BillingMonth;
+use evn_store::{Keyring, Location};
 
-use crate::PrivacyError;
+use crate::{evn_dir, PrivacyError};
 
 pub const HOLDS_FILE: &str = "legal-holds.csv";
 
@@ -60,6 +62,66 @@ pub(crate) fn valid_customer_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Refuses a hold that protects nothing: a customer with no stored call, EVN file or bill in
+/// the held month. Such a line is nearly always a typo (`k1002` for `K1002`, a digit or the
+/// month wrong), and retention would then delete the disputed data it was written to keep.
+/// Compares with what is stored, not with `customers.csv`: former customers are held too.
+pub fn check_holds_match(
+    path: &Path,
+    holds: &[LegalHold],
+    data: &Location,
+    evn: &Location,
+    keys: Option<&Arc<Keyring>>,
+) -> Result<(), PrivacyError> {
+    let mut by_month: BTreeMap<BillingMonth, Vec<&LegalHold>> = BTreeMap::new();
+    for h in holds {
+        by_month.entry(h.month).or_default().push(h);
+    }
+    if by_month.is_empty() {
+        return Ok(());
+    }
+    let evn_months: BTreeSet<BillingMonth> = evn_dir::evn_months(evn)?.into_iter().collect();
+    let data_months: BTreeSet<BillingMonth> = data.list_months()?.into_iter().collect();
+    for (month, holds) in by_month {
+        let mut present = BTreeSet::new();
+        if evn_months.contains(&month) {
+            present.extend(evn_dir::billed(evn, month)?.customers);
+            present.extend(evn_dir::owners(evn, month)?);
+        }
+        let matched =
+            |present: &BTreeSet<String>| holds.iter().all(|h| present.contains(&h.customer_id));
+        // Rows are read only when the bills and EVN files leave a hold unmatched (a customer
+        // without an EVN): a month's stored calls are the expensive part.
+        if !matched(&present) && data_months.contains(&month) {
+            for file in data.list_month_files(month)? {
+                data.read_file_with(&file, keys, &mut |c| {
+                    if !present.contains(c.call.customer_id.as_str()) {
+                        present.insert(c.call.customer_id.to_string());
+                    }
+                })?;
+            }
+        }
+        if let Some(h) = holds.iter().find(|h| !present.contains(&h.customer_id)) {
+            let near = present
+                .iter()
+                .find(|p| p.eq_ignore_ascii_case(&h.customer_id))
+                .map(|p| format!(" ({p} has: mind the spelling)"))
+                .unwrap_or_default();
+            return Err(PrivacyError::Holds {
+                path: path.to_owned(),
+                line: h.line,
+                message: format!(
+                    "the hold names {} in {month}, who has no stored calls, EVNs or bill in that month{near}: \
+                     it would protect nothing while the disputed data is deleted; correct the line, \
+                     or remove it if that data is gone",
+                    h.customer_id
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub fn parse_holds(path: &Path, text: &str) -> Result<Vec<LegalHold>, PrivacyError> {

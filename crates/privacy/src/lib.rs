@@ -54,7 +54,9 @@ mod retention;
 pub use erase::{erase, EraseOptions, EraseOutcome};
 pub use error::PrivacyError;
 pub use export::{export, ExportFormat, ExportRow, ExportSummary};
-pub use holds::{held_customers, load_holds, parse_holds, LegalHold, HOLDS_FILE};
+pub use holds::{
+    check_holds_match, held_customers, load_holds, parse_holds, LegalHold, HOLDS_FILE,
+};
 pub use plan::{
     check_erase, objection_until, plan_retention, retained_until, Decision, MonthPlan, MonthState,
     Refusal,

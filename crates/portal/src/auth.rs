@@ -264,6 +264,15 @@ impl AuthConfig {
         if exp > now.saturating_add(MAX_LIFETIME.as_secs()) {
             return Err(AuthError::Invalid("lifetime too long"));
         }
+        // A revocation refuses tokens issued at or before its time: one "issued" in the future
+        // (a clock ahead, milliseconds written for seconds) would escape every revocation.
+        if data
+            .claims
+            .iat
+            .is_some_and(|iat| iat > now.saturating_add(LEEWAY_SECS) || iat > exp)
+        {
+            return Err(AuthError::Invalid("issued in the future"));
+        }
         if let Some(r) = &self.revocations {
             if r.revokes(&sub, data.claims.iat) {
                 return Err(AuthError::Invalid("revoked"));
@@ -649,6 +658,37 @@ EPdRM5viZ6EhaWaXi6665JyaanbU1k0aS9Zp9rR/snDor3PLDI54FrkEdQ==
             cfg.verify(&minted(None)),
             Err(AuthError::Invalid("missing claim"))
         );
+    }
+
+    /// A token "issued" in the future would escape every revocation (issued at or before).
+    #[test]
+    fn an_iat_in_the_future_or_after_exp_is_refused() {
+        let n = now();
+        let h = Header::new(Algorithm::HS256);
+        let with_iat = |iat: u64, exp: u64| {
+            sign(
+                &h,
+                &serde_json::json!({"sub": "K1001", "iat": iat, "exp": exp}),
+                SECRET,
+            )
+        };
+        assert_eq!(hs().verify(&with_iat(n, n + 600)), Ok("K1001".into()));
+        // A clock a few seconds ahead is within the leeway.
+        assert_eq!(
+            hs().verify(&with_iat(n + LEEWAY_SECS / 2, n + 600)),
+            Ok("K1001".into())
+        );
+        for (iat, exp) in [
+            (n + 365 * 86_400, n + 600),
+            (n * 1000, n + 600),
+            (n + 120, n + 60),
+        ] {
+            assert_eq!(
+                hs().verify(&with_iat(iat, exp)),
+                Err(AuthError::Invalid("issued in the future")),
+                "iat {iat}, exp {exp}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The HTTP surface: routes, the four gates of a request (see the crate docs), the download
 //! page and its session (issue 11), response headers, the access log and the metrics.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -569,17 +568,16 @@ fn sign_in(p: &Portal, token: &str, access: &mut Access) -> Result<Response, Api
         );
         return Err(refuse(access, "too long for a cookie"));
     }
-    // Within the clock leeway a token is still accepted, but a cookie cannot live for a
-    // negative time: that link has expired for the browser.
-    let max_age = exp.saturating_sub(now_secs());
-    if max_age == 0 {
+    // Within the clock leeway a token is still accepted, but a session that starts expired
+    // is no session: that link has expired for the browser.
+    if exp <= now_secs() {
         return Err(refuse(access, "expired"));
     }
     Ok((
         StatusCode::SEE_OTHER,
         [
             (header::LOCATION, HeaderValue::from_static("/portal")),
-            (header::SET_COOKIE, session::set_cookie(token, max_age)),
+            (header::SET_COOKIE, session::set_cookie(token)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
     )
@@ -729,7 +727,9 @@ impl AsyncRead for Download {
 }
 
 /// Response headers every answer gets, one log line and the metrics per request. The query
-/// string is never logged (`/portal?token=` carries a token there), nor any header.
+/// string is never logged (`/portal?token=` carries a token there), nor any header, nor the
+/// client's address: beside the customer and the month it would tie an IP address to a named
+/// customer, which the privacy policy ("Serverdaten") promises not to do.
 async fn access_log(State(p): State<Arc<Portal>>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
@@ -738,10 +738,6 @@ async fn access_log(State(p): State<Arc<Portal>>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_owned();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
     let start = Instant::now();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
@@ -805,7 +801,6 @@ async fn access_log(State(p): State<Arc<Portal>>, req: Request, next: Next) -> R
         bytes,
         ms = elapsed.as_millis() as u64,
         refused = access.refused.unwrap_or("-"),
-        peer = peer.as_deref().unwrap_or("-"),
     );
     res
 }

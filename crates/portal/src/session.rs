@@ -24,16 +24,16 @@ pub const COOKIE_NAME: &str = "__Host-evn_session";
 /// what is left for the token, with room for the attributes.
 pub const MAX_COOKIE_TOKEN_BYTES: usize = 3800;
 
-/// `Set-Cookie` for a session that ends in `max_age_secs`, when the token expires.
-pub fn set_cookie(token: &str, max_age_secs: u64) -> HeaderValue {
+/// `Set-Cookie` for the session: a session cookie (no `Max-Age`, no `Expires`), which the
+/// browser drops when it closes instead of keeping the itemised calls open on a shared PC for
+/// the token's lifetime (the privacy policy promises session cookies). The token's `exp` ends
+/// the session on the server in any case.
+pub fn set_cookie(token: &str) -> HeaderValue {
     let c = Cookie::build((COOKIE_NAME, token))
         .http_only(true)
         .secure(true)
         .same_site(SameSite::Strict)
         .path("/")
-        .max_age(cookie::time::Duration::seconds(
-            i64::try_from(max_age_secs).unwrap_or(i64::MAX),
-        ))
         .build();
     HeaderValue::from_str(&c.to_string()).expect("a verified JWT is a valid cookie value")
 }
@@ -122,19 +122,14 @@ mod tests {
 
     #[test]
     fn cookie_attributes() {
-        let v = set_cookie("a.b.c", 300);
+        let v = set_cookie("a.b.c");
         let s = v.to_str().unwrap();
         assert!(s.starts_with("__Host-evn_session=a.b.c;"), "{s}");
-        for attr in [
-            "HttpOnly",
-            "Secure",
-            "SameSite=Strict",
-            "Path=/",
-            "Max-Age=300",
-        ] {
+        for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
             assert!(s.contains(attr), "{attr} in {s}");
         }
         assert!(!s.contains("Domain"), "{s}");
+        assert!(!s.contains("Max-Age") && !s.contains("Expires"), "{s}");
         let c = clear_cookie();
         let c = c.to_str().unwrap();
         assert!(c.starts_with("__Host-evn_session=;"), "{c}");

@@ -406,17 +406,12 @@ async fn token_link_sets_the_cookie_and_redirects_without_the_token() {
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attr), "{attr}: {set}");
     }
-    // Expires with the token (300 s), give or take the second the test took.
-    let max_age: u64 = set
-        .split("Max-Age=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((295..=300).contains(&max_age), "{set}");
+    // A session cookie: gone when the browser closes (the privacy policy's promise), not kept
+    // on disk for the token's lifetime; the token's `exp` still ends it on the server.
+    assert!(
+        !set.contains("Max-Age") && !set.contains("Expires"),
+        "{set}"
+    );
 }
 
 #[tokio::test]

@@ -1202,6 +1202,61 @@ fn token_and_serve_configuration_errors_exit_2_and_a_taken_port_1() {
     );
 }
 
+/// With `EVN_DATA_KEY_FILE` the demo seals what it stores, as every other command does (it
+/// ignored the key and wrote plain Parquet, PDFs and CSVs); `serve` with the key opens them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_seals_its_data_with_the_data_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("data.key");
+    std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+    let key = key.to_str().unwrap();
+    let demo = tmp.path().join("demo");
+    let out = evn_env(
+        &["demo", "--dir", demo.to_str().unwrap()],
+        &[("EVN_DATA_KEY_FILE", key)],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut files, mut stack) = (Vec::new(), vec![demo.clone()]);
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let ext = |e: &str| -> Vec<&std::path::PathBuf> {
+        files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == e))
+            .collect()
+    };
+    let (pdfs, csvs, parquets) = (ext("pdf"), ext("csv"), ext("parquet"));
+    assert!(!pdfs.is_empty() && !csvs.is_empty() && !parquets.is_empty());
+    for p in pdfs.iter().chain(&csvs).chain(&parquets) {
+        let bytes = std::fs::read(p).unwrap();
+        assert!(
+            !bytes.starts_with(b"%PDF") && !bytes.windows(3).any(|w| w == b"+49"),
+            "{} is readable without the key",
+            p.display()
+        );
+    }
+    let env = [secret_env()[0], ("EVN_DATA_KEY_FILE", key)];
+    let s = Serve::start(&demo.join("evn"), &[], &env);
+    let out = evn_env(&["token", "--customer", "K1001"], &secret_env(), &[]);
+    let t = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let a = get(&s, "/customers/K1001/evn/2026-11.pdf", Some(&t)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.body.starts_with(b"%PDF"));
+}
+
 /// README command 1 renders EVNs; the portal serves exactly those files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demos_evns_are_served_as_rendered() {

@@ -29,6 +29,8 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
     let fixtures = fixtures();
     let config_dir = fixtures.join("config");
     let cfg = Arc::new(load_config(&config_dir)?);
+    // As every command that stores data: sealed with EVN_DATA_KEY_FILE, or a warning.
+    let keys = crate::data_keys()?;
     std::fs::create_dir_all(dir)?;
     let data = dir.join("data");
     let out = dir.join("evn");
@@ -73,6 +75,7 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
         data.clone(),
     );
     opts.exit_when_idle = Some(Duration::from_secs(2));
+    opts.keys = keys.clone();
     let (summary, result) = evn_ingest::run(cfg.clone(), opts, std::future::pending()).await;
     result?;
     outln!(
@@ -82,7 +85,8 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
     )?;
 
     let month = MONTH.parse().expect("valid month");
-    let opts = evn_billing::BillOptions::new(evn_rating::berlin_date(chrono::Utc::now()));
+    let mut opts = evn_billing::BillOptions::new(evn_rating::berlin_date(chrono::Utc::now()));
+    opts.keys = keys.clone();
     let report = tokio::task::block_in_place(|| evn_billing::run(&cfg, &data, month, &out, &opts))?;
     outln!("4. billing run:")?;
     print_bill_report(&report)?;
@@ -93,6 +97,11 @@ pub async fn run(dir: &Path) -> Result<(), Failure> {
             c.connections,
             c.total.round_dp(2),
             report.dir.join(format!("{}.pdf", c.customer_id)).display()
+        )?;
+    }
+    if keys.is_some() {
+        outln!(
+            "   (sealed with EVN_DATA_KEY_FILE: read them through `evn serve` with the same key)"
         )?;
     }
     drop(broker);

@@ -485,6 +485,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             if let Some(path) = std::env::var_os("EVN_PDF_PASSWORDS_FILE").filter(|p| !p.is_empty())
             {
                 let passwords = evn_billing::PdfPasswords::load(Path::new(&path))
+                    .and_then(|p| p.check_customers(&cfg.customers.ids()).map(|()| p))
                     .map_err(|e| usage(anyhow::anyhow!("EVN_PDF_PASSWORDS_FILE: {e}")))?;
                 tracing::info!(
                     customers = passwords.len(),

@@ -14,7 +14,7 @@ mod slim;
 pub use csv_export::{render_csv, BOM, CSV_HEADER};
 pub use model::{EvnCall, EvnDocument, Header, LineGroup, Row, ZoneSum};
 pub use pdf::{render_pdf, RenderError, RenderedPdf};
-pub use protect::{protect_pdf, ProtectionKeys};
+pub use protect::{check_password, protect_pdf, ProtectionKeys};
 
 /// Characters of `text` that neither EVN face can show: they would print blank in the PDF
 /// (the CSV keeps them). `evn validate` warns about them in customer names and addresses.

@@ -23,6 +23,33 @@ pub struct ProtectionKeys {
     pub owner_password: String,
 }
 
+/// Whether `user_password` can protect a PDF: the security handler's own rules (SASLprep: no
+/// control characters, no prohibited code points), checked without a document. The error does
+/// not quote the password.
+pub fn check_password(user_password: &str) -> Result<(), String> {
+    if user_password.is_empty() {
+        return Err("empty password".into());
+    }
+    // The handler rejects what SASLprep prohibits but may accept some control characters;
+    // none belongs in a password a customer types.
+    if user_password.chars().any(char::is_control) {
+        return Err("it contains a control character (a line break?)".into());
+    }
+    let version = EncryptionVersion::V5 {
+        encrypt_metadata: true,
+        crypt_filters: BTreeMap::new(),
+        file_encryption_key: &[0; 32],
+        stream_filter: b"StdCF".to_vec(),
+        string_filter: b"StdCF".to_vec(),
+        owner_password: "owner-password-check",
+        user_password,
+        permissions: Permissions::PRINTABLE,
+    };
+    EncryptionState::try_from(version)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Encrypts a rendered EVN with `user_password` (AES-256, PDF 2.0 security handler R6).
 pub fn protect_pdf(
     pdf: &[u8],

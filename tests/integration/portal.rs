@@ -928,6 +928,87 @@ async fn https_with_a_self_signed_certificate_speaks_tls12_and_13_but_not_11() {
     assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
 }
 
+/// cert-manager renews the certificate in place: a running `serve` presents the new one within
+/// seconds, keeps the old one while the files do not load, and never needs a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let evns = fake_evns();
+    let names = vec!["localhost".to_owned()];
+    let (old, new) = (
+        rcgen::generate_simple_self_signed(names.clone()).unwrap(),
+        rcgen::generate_simple_self_signed(names).unwrap(),
+    );
+    let tls = tempfile::tempdir().unwrap();
+    let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
+    // As a Kubernetes Secret volume changes: new files renamed into place.
+    let put = |c: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        for (path, text) in [(&cert, c.cert.pem()), (&key, c.signing_key.serialize_pem())] {
+            let staged = path.with_extension("new");
+            std::fs::write(&staged, text).unwrap();
+            std::fs::rename(&staged, path).unwrap();
+        }
+    };
+    put(&old);
+    let s = Serve::start(
+        evns.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &secret_env(),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(old.cert.der().clone()).unwrap();
+    roots.add(new.cert.der().clone()).unwrap();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let presented = || {
+        let config = config.clone();
+        let addr = s.addr;
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(
+                    rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+            stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+        }
+    };
+    assert_eq!(&presented().await, old.cert.der());
+
+    // A half-renewed pair (the new certificate, the old key) does not load: the old stays.
+    std::fs::write(&cert, new.cert.pem()).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(&presented().await, old.cert.der());
+    assert!(s.log().contains("do not load"), "{}", s.log());
+
+    put(&new);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if &presented().await == new.cert.der() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still the old certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(s.log().contains("TLS certificate reloaded"), "{}", s.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_parallel_downloads_all_complete_identical() {
     let evns = fake_evns();

@@ -203,6 +203,105 @@ async fn drive<I>(
 }
 
 fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, PortalError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let resolver = ReloadingCert::load(files, provider.clone())?;
+    // rustls has no TLS 1.0/1.1 at all; naming the two versions keeps it that way explicitly.
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| PortalError::Tls {
+            path: files.cert.clone(),
+            detail: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// How often a handshake may look at the certificate files.
+const TLS_RECHECK: Duration = Duration::from_secs(2);
+
+/// The certificate the files hold now. cert-manager renews the Secret behind `--tls-cert` and
+/// `--tls-key` in place, and a pod living longer than a certificate (90 days) must not go on
+/// serving the expired one. At most every [`TLS_RECHECK`] a handshake compares the files'
+/// identity (inode, size, mtime, through Kubernetes' symlinks) with the loaded pair's and loads
+/// them again when they changed; a pair that does not load (half-written, key and certificate
+/// not matching yet) leaves the last good one in force and says so.
+#[derive(Debug)]
+struct ReloadingCert {
+    files: TlsFiles,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    state: std::sync::Mutex<CertState>,
+}
+
+#[derive(Debug)]
+struct CertState {
+    key: Arc<rustls::sign::CertifiedKey>,
+    stamp: Option<FileStamps>,
+    checked: std::time::Instant,
+}
+
+type FileStamps = [(u64, u64, std::time::SystemTime); 2];
+
+impl ReloadingCert {
+    fn load(
+        files: &TlsFiles,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Self, PortalError> {
+        let stamp = stamps(files);
+        let key = certified_key(files, &provider)?;
+        Ok(ReloadingCert {
+            files: files.clone(),
+            provider,
+            state: std::sync::Mutex::new(CertState {
+                key: Arc::new(key),
+                stamp,
+                checked: std::time::Instant::now(),
+            }),
+        })
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.checked.elapsed() >= TLS_RECHECK {
+            s.checked = std::time::Instant::now();
+            let stamp = stamps(&self.files);
+            if stamp != s.stamp {
+                s.stamp = stamp;
+                match certified_key(&self.files, &self.provider) {
+                    Ok(key) => {
+                        s.key = Arc::new(key);
+                        tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "the TLS certificate files changed but do not load; the previous certificate stays in use"
+                    ),
+                }
+            }
+        }
+        Some(s.key.clone())
+    }
+}
+
+fn stamps(files: &TlsFiles) -> Option<FileStamps> {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |p: &Path| {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.ino(), m.len(), m.modified().ok()?))
+    };
+    Some([stamp(&files.cert)?, stamp(&files.key)?])
+}
+
+fn certified_key(
+    files: &TlsFiles,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<rustls::sign::CertifiedKey, PortalError> {
     let err = |path: &Path, detail: String| PortalError::Tls {
         path: path.to_owned(),
         detail,
@@ -224,19 +323,10 @@ fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, PortalError> {
             format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
         )
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    // rustls has no TLS 1.0/1.1 at all; naming the two versions keeps it that way explicitly.
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| err(&files.cert, e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            err(
-                &files.key,
-                format!("does not fit the certificate or cannot be used: {e}"),
-            )
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    rustls::sign::CertifiedKey::from_der(certs, key, provider).map_err(|e| {
+        err(
+            &files.key,
+            format!("does not fit the certificate or cannot be used: {e}"),
+        )
+    })
 }

@@ -304,3 +304,79 @@ fn a_re_created_topic_stops_ingest_instead_of_skipping_its_records() {
     assert_eq!(ingest_to_end(&again, "cdrs-2", "g", &data)["stored"], 3);
     assert_eq!(stored_rows(&data).len(), 8);
 }
+
+/// A record too large for a dead letter (the producer takes 1 MB, Kafka's topics 1 MiB by
+/// default) stopped ingest at every restart: the partition never moved again. It is
+/// dead-lettered by its head, size and digest, and the record behind it is stored.
+#[test]
+fn a_record_too_large_for_a_dead_letter_is_dead_lettered_by_its_head_and_digest() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let broker = Broker::start(&["cdrs:1", "cdrs.dlq:1"]);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("message.max.bytes", "10000000")
+        .create()
+        .unwrap();
+    // Garbage of 2 MB (a log shipper sending a whole file as one record), then a good CDR.
+    let huge = format!("{{\"cdr_id\":\"x\",\"pad\":\"{}\"", "a".repeat(2_000_000)).into_bytes();
+    let good = tmp.path().join("good.jsonl");
+    write_cdrs(&good, 1, "after-huge");
+    let good = std::fs::read(&good).unwrap();
+    for payload in [&huge[..], good.trim_ascii_end()] {
+        producer
+            .send(
+                BaseRecord::<[u8], [u8]>::to("cdrs")
+                    .payload(payload)
+                    .key(b"K1001"),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let summary = ingest_to_end(&broker, "cdrs", "g", &data);
+    assert_eq!(summary["stored"], 1, "{summary}");
+    assert_eq!(summary["dead_lettered"]["malformed_json"], 1, "{summary}");
+    let dead = read_dead_letters(&broker, "cdrs.dlq", 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "malformed_json");
+    assert_eq!(dead[0].payload, huge[..512 * 1024]);
+    assert_eq!(dead[0].source_offset, 0);
+    let (size, digest) = dead_letter_header(&broker, "cdrs.dlq");
+    assert_eq!(size, huge.len().to_string());
+    let want: String = sha2::Sha256::digest(&huge)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(digest, want);
+}
+
+/// `evn-truncated-from` and `evn-sha256` of the first dead letter of `topic`.
+fn dead_letter_header(broker: &Broker, topic: &str) -> (String, String) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "dlq-headers")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m.headers().expect("headers");
+            let get = |key: &str| {
+                headers
+                    .iter()
+                    .find(|h| h.key == key)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            return (get("evn-truncated-from"), get("evn-sha256"));
+        }
+    }
+    panic!("no dead letter on {topic}");
+}

@@ -59,6 +59,12 @@ const AHEAD: usize = 3;
 /// The loop's housekeeping beat: buffers due by age, rebalance events, readiness, lag.
 const TICK: Duration = Duration::from_millis(500);
 
+/// The most of a record's bytes a dead letter carries (the rest is named by its size and
+/// SHA-256): well under librdkafka's `message.max.bytes` and Kafka's default topic limit.
+pub const DLQ_MAX_PAYLOAD: usize = 512 * 1024;
+/// The most of a record's key a dead letter carries.
+const DLQ_MAX_KEY: usize = 16 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub brokers: String,
@@ -1322,6 +1328,28 @@ impl State {
                 key: "evn-source-offset",
                 value: Some(&offset.to_string()),
             });
+        // A dead letter must always be deliverable: a record larger than the producer (1 MB)
+        // or the topic (Kafka's default 1 MiB) accepts failed on every restart, and the
+        // partition never moved again. Such a record is garbage anyway; its head, its size
+        // and its digest tell the operator which one it was.
+        let (payload, headers) = if payload.len() > DLQ_MAX_PAYLOAD {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(payload);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let headers = headers
+                .insert(Header {
+                    key: "evn-truncated-from",
+                    value: Some(&payload.len().to_string()),
+                })
+                .insert(Header {
+                    key: "evn-sha256",
+                    value: Some(&hex),
+                });
+            (&payload[..DLQ_MAX_PAYLOAD], headers)
+        } else {
+            (payload, headers)
+        };
+        let key = key.map(|k| &k[..k.len().min(DLQ_MAX_KEY)]);
         let mut record = FutureRecord::to(&topic).payload(payload).headers(headers);
         if let Some(k) = key {
             record = record.key(k);

@@ -380,3 +380,41 @@ fn dead_letter_header(broker: &Broker, topic: &str) -> (String, String) {
     }
     panic!("no dead letter on {topic}");
 }
+
+/// A catch-up whose calls interleave many billing months (a switch replaying a backfill) is
+/// committed by size and age like any other, one file per month: a cap of four open months
+/// committed it every few records, one tiny file per month each time.
+#[test]
+fn a_backlog_interleaving_many_months_makes_one_file_per_month() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let broker = Broker::start(&["cdrs:1", "cdrs.dlq:1"]);
+    let file = tmp.path().join("cdrs.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    let (n, months) = (3_000, 9);
+    for i in 0..n {
+        // The 15th of a month from 2026-01 to 2026-09, round-robin.
+        let start = chrono::NaiveDate::from_ymd_opt(2026, 1 + (i % months) as u32, 15)
+            .unwrap()
+            .and_hms_opt(8, 0, 0)
+            .unwrap()
+            .and_utc()
+            + chrono::TimeDelta::seconds(i as i64);
+        let t = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        writeln!(
+            f,
+            r#"{{"cdr_id":"mix{i}","switch_id":"fra1","customer_id":"K1002","calling_number":"+4930901820","called_number":"+4915112345678","direction":"outbound","start_time":"{}","answer_time":"{}","end_time":"{}","disposition":"answered"}}"#,
+            t(start),
+            t(start + chrono::TimeDelta::seconds(3)),
+            t(start + chrono::TimeDelta::seconds(63)),
+        )
+        .unwrap();
+    }
+    drop(f);
+    produce(&broker, "cdrs", &file);
+    let summary = ingest_to_end(&broker, "cdrs", "g", &data);
+    assert_eq!(summary["stored"], n, "{summary}");
+    assert_eq!(summary["files"], months, "{summary}");
+    assert_stored_once(&stored_ids(&data), n);
+}

@@ -34,8 +34,6 @@ use crate::{Metrics, Summary};
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// Rows per partition buffer before it is committed: one Parquet file per month of it.
 pub const DEFAULT_MAX_ROWS_PER_COMMIT: usize = 200_000;
-/// Billing months open in one partition buffer before it is committed (late-data bursts).
-pub const DEFAULT_MAX_OPEN_MONTHS: usize = 4;
 /// Rows buffered over all partitions; beyond it the largest buffer is committed (bounded memory).
 /// With column buffers this is the cap that binds (rows take ~50 column bytes, so 48 MiB is
 /// ~1 M rows). Peak RSS of the 2 M CDR benchmark (issue #7, target 256 MiB): 400,000 rows
@@ -77,7 +75,6 @@ pub struct IngestOptions {
     pub exit_when_idle: Option<Duration>,
     pub flush_interval: Duration,
     pub max_rows_per_commit: usize,
-    pub max_open_months: usize,
     pub max_buffered_rows: usize,
     pub max_buffered_bytes: usize,
     /// Extra librdkafka settings (`security.protocol`, `sasl.*` …) for a real cluster.
@@ -101,7 +98,6 @@ impl IngestOptions {
             exit_when_idle: None,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             max_rows_per_commit: DEFAULT_MAX_ROWS_PER_COMMIT,
-            max_open_months: DEFAULT_MAX_OPEN_MONTHS,
             max_buffered_rows: DEFAULT_MAX_BUFFERED_ROWS,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             kafka_options: Vec::new(),
@@ -968,11 +964,10 @@ impl State {
         consumer: &StreamConsumer<Ctx>,
         tp: &Tp,
     ) -> Result<(), IngestError> {
-        let full = self.parts.get(tp).is_some_and(|p| {
-            p.buf.last.is_some()
-                && (p.buf.rows >= self.opts.max_rows_per_commit
-                    || p.buf.months.len() > self.opts.max_open_months)
-        });
+        let full = self
+            .parts
+            .get(tp)
+            .is_some_and(|p| p.buf.last.is_some() && p.buf.rows >= self.opts.max_rows_per_commit);
         if full {
             return self.commit_partition(consumer, tp).await;
         }
@@ -1379,7 +1374,6 @@ impl State {
                 b.last.is_some()
                     && (all
                         || b.rows >= self.opts.max_rows_per_commit
-                        || b.months.len() > self.opts.max_open_months
                         || b.since
                             .is_some_and(|s| now.duration_since(s) >= self.opts.flush_interval))
             })

@@ -418,3 +418,39 @@ fn a_backlog_interleaving_many_months_makes_one_file_per_month() {
     assert_eq!(summary["files"], months, "{summary}");
     assert_stored_once(&stored_ids(&data), n);
 }
+
+/// A dead-letter topic that is also consumed would loop for ever: refused before anything
+/// starts. A topic named twice is one subscription.
+#[test]
+fn a_consumed_dead_letter_topic_is_refused_and_a_repeated_topic_is_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let broker = Broker::start(&["cdrs:1", "cdrs.dlq:1"]);
+    let file = tmp.path().join("cdrs.jsonl");
+    write_cdrs(&file, 20, "twice-");
+    produce(&broker, "cdrs", &file);
+    for extra in [&["--dlq-topic", "cdrs"][..], &["--topic", "cdrs.dlq"][..]] {
+        let out = Command::new(bin())
+            .args(ingest_args(&broker, "cdrs", "g", &data))
+            .args(extra)
+            .env("EVN_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("is also consumed"), "{err}");
+    }
+    assert!(!data.exists(), "nothing started");
+    let out = Command::new(bin())
+        .args(ingest_args(&broker, "cdrs", "g", &data))
+        .args(["--topic", "cdrs"])
+        .env("EVN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_stored_once(&stored_ids(&data), 20);
+}

@@ -93,6 +93,27 @@ fn encrypted_ingest_hides_every_number_and_needs_the_key() {
     .unwrap();
     assert_eq!(summary["stored"], 0, "{summary}");
     assert_eq!(summary["skipped"]["duplicate"], N as u64, "{summary}");
+
+    // The key forgotten in a Deployment edit: ingest refuses to write this folder in the
+    // clear (it wrote plain Parquet beside the encrypted months, with only a warning).
+    let later = dir.path().join("later.jsonl");
+    write_cdrs(&later, 10, "plain-");
+    produce(&broker, "enc", &later);
+    let before = walk(&data.join("cdrs"));
+    let out = Command::new(bin())
+        .args(ingest_args(&broker, "enc", "g", &data))
+        .env("EVN_LOG", "warn")
+        .env_remove("EVN_DATA_KEY_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("EVN_DATA_KEY_FILE is not set, but")
+            && err.contains("holds encrypted traffic data"),
+        "{err}"
+    );
+    assert_eq!(walk(&data.join("cdrs")), before, "nothing written");
 }
 
 #[test]

@@ -438,8 +438,35 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     config.join(evn_config::SOURCES_FILE).display()
                 )));
             }
+            // A topic named twice is one subscription (librdkafka refuses the list otherwise).
+            let mut seen = std::collections::BTreeSet::new();
+            let topics: Vec<String> = topics
+                .into_iter()
+                .filter(|t| seen.insert(t.clone()))
+                .collect();
+            // A dead letter read again is dead-lettered again, for ever.
+            for t in &topics {
+                let dlq = dlq_topic.clone().unwrap_or_else(|| format!("{t}.dlq"));
+                if topics.contains(&dlq) {
+                    return Err(usage(anyhow::anyhow!(
+                        "the dead-letter topic {dlq} of {t} is also consumed: its dead letters would be read and dead-lettered again without end; choose another --dlq-topic or leave {dlq} out of the topics"
+                    )));
+                }
+            }
+            let keys = data_keys()?;
+            if keys.is_none() {
+                let found = tokio::task::block_in_place(|| data.encrypted_file())
+                    .context("checking whether --data holds encrypted data")?;
+                if let Some(file) = found {
+                    return Err(usage(anyhow::anyhow!(
+                        "EVN_DATA_KEY_FILE is not set, but {} holds encrypted traffic data ({}): ingest would write the next calls in the clear; set EVN_DATA_KEY_FILE to the data key",
+                        data,
+                        file.display()
+                    )));
+                }
+            }
             let mut opts = evn_ingest::IngestOptions::new(&brokers, topics, &group, data);
-            opts.keys = data_keys()?;
+            opts.keys = keys;
             if let Some(addr) = metrics_listen {
                 let mut registry = evn_metrics::prometheus_client::registry::Registry::default();
                 opts.metrics.register(&mut registry);

@@ -129,6 +129,43 @@ impl Location {
         }
     }
 
+    /// An encrypted file (Parquet modular encryption's `PARE` footer) among the first and last
+    /// of the newest billing month, if any: a data location that holds encrypted data must not
+    /// be written in the clear by a process started without the key. A few files are enough:
+    /// a key is never taken away from a location that has one (rotation keeps old keys), so
+    /// the newest month says how the location is written.
+    pub fn encrypted_file(&self) -> Result<Option<PathBuf>, StoreError> {
+        let Some(month) = self.list_months()?.into_iter().next_back() else {
+            return Ok(None);
+        };
+        let files = self.list_month_files(month)?;
+        for file in files.first().into_iter().chain(files.last()) {
+            if self.is_encrypted(file)? {
+                return Ok(Some(match self {
+                    Location::Local(_) => file.clone(),
+                    Location::Object(o) => PathBuf::from(o.display(&file.to_string_lossy())),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn is_encrypted(&self, file: &Path) -> Result<bool, StoreError> {
+        let tail = match self {
+            Location::Local(_) => {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut f = std::fs::File::open(file).map_err(|e| StoreError::io(file, e))?;
+                let mut tail = [0u8; 4];
+                f.seek(SeekFrom::End(-4))
+                    .and_then(|_| f.read_exact(&mut tail))
+                    .map_err(|e| StoreError::io(file, e))?;
+                tail.to_vec()
+            }
+            Location::Object(o) => o.tail(&file.to_string_lossy(), 4)?,
+        };
+        Ok(tail == b"PARE")
+    }
+
     /// Streams the rows of a file [`Location::list_month_files`] returned.
     pub fn read_file_with(
         &self,
@@ -351,6 +388,22 @@ impl ObjectData {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(key, e)),
         }
+    }
+
+    /// The last `n` bytes of an object (a ranged GET).
+    pub fn tail(&self, key: &str, n: u64) -> Result<Vec<u8>, StoreError> {
+        let (store, path) = (Arc::clone(&self.store), self.path(key));
+        let got = block_on(async move {
+            let opts = object_store::GetOptions {
+                range: Some(object_store::GetRange::Suffix(n)),
+                ..Default::default()
+            };
+            match store.get_opts(&path, opts).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            }
+        });
+        got.map(|b| b.to_vec()).map_err(|e| self.err(key, e))
     }
 
     /// Writes an object whole. With [`PutMode::Create`] the write is exclusive: an existing

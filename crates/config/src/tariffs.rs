@@ -18,6 +18,11 @@ use crate::ConfigError;
 /// Zones that law or our tariff model never lets a flatrate cover (DOMAIN.md, Rating).
 const NEVER_FLATRATE: [&str; 4] = ["service", "premium", "eu", "world"];
 
+/// The most a minute may cost (German premium-rate numbers are capped at 3 €/min, satellite
+/// calls cost around 10): a 24-hour call (`evn_cdr::MAX_CALL_SECONDS`) then costs at most
+/// 144,000 €, far inside the stored `Decimal(18,4)`.
+const MAX_PER_MINUTE: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
+
 /// Whatever its zones are called, no flatrate covers these numbers (DOMAIN.md, Rating: service
 /// and premium calls are always charged; German flatrates leave out every special-rate number):
 /// one example of each kind, zoned as a call to it would be. A zone's name alone let a plan
@@ -293,6 +298,15 @@ impl Tariffs {
                         format!("plan `{name}`, zone `{zone}`: per_minute must not be negative"),
                     ));
                 }
+                // A typo of magnitude (a missing decimal point) is refused here, not stored:
+                // beyond Parquet's Decimal(18,4) a charge wrapped to a wrong, even negative,
+                // amount, and beyond `Decimal` ingest panicked at every restart.
+                if per_minute > MAX_PER_MINUTE {
+                    return Err(err(
+                        rate.per_minute.span(),
+                        format!("plan `{name}`, zone `{zone}`: per_minute {per_minute} is more than {MAX_PER_MINUTE} € a minute; is a decimal point missing?"),
+                    ));
+                }
                 rates.insert(
                     id,
                     Rate {
@@ -472,6 +486,18 @@ special   = { per_minute = "1.9900", increment = "60/60" }
             "no rate for zone `world`",
         );
         check_err(&BASE.replace("\"60/60\"", "\"30/30\""), "is not one of");
+        check_err(
+            &BASE.replace(
+                r#"per_minute = "0.1490""#,
+                r#"per_minute = "1490000000000000000000""#,
+            ),
+            "tariffs.toml:18:",
+        );
+        check_err(
+            &BASE.replace(r#"per_minute = "0.1490""#, r#"per_minute = "100.0001""#),
+            "per_minute 100.0001 is more than 100 € a minute; is a decimal point missing?",
+        );
+        assert!(parse(&BASE.replace(r#"per_minute = "0.1490""#, r#"per_minute = "100""#)).is_ok());
         check_err(
             &BASE.replace(r#"flatrate = ["landline"]"#, r#"flatrate = ["world"]"#),
             "can never be covered",

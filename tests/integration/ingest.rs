@@ -454,3 +454,43 @@ fn a_consumed_dead_letter_topic_is_refused_and_a_repeated_topic_is_one() {
     );
     assert_stored_once(&stored_ids(&data), 20);
 }
+
+/// A batch run against brokers that never answer (a typo in --brokers) gives up with exit 1
+/// after 30 s instead of waiting for ever, and logs the outage a few times, not 45 times a
+/// second.
+#[test]
+fn a_batch_run_without_a_broker_gives_up_and_logs_the_outage_sparingly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let out = Command::new(bin())
+        .args([
+            "ingest",
+            "--brokers",
+            &nobody,
+            "--topic",
+            "cdrs",
+            "--group",
+            "g",
+            "--config",
+            config_dir().to_str().unwrap(),
+            "--data",
+            tmp.path().join("data").to_str().unwrap(),
+            "--exit-when-idle",
+            "1",
+        ])
+        .env("EVN_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("no broker at {nobody} answered for 30 s")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // librdkafka's own log already folds identical lines ("N identical error(s) suppressed").
+    let lines = err.lines().count();
+    assert!(lines <= 30, "{lines} lines:\n{err}");
+}

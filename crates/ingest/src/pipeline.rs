@@ -57,6 +57,9 @@ const AHEAD: usize = 3;
 /// The loop's housekeeping beat: buffers due by age, rebalance events, readiness, lag.
 const TICK: Duration = Duration::from_millis(500);
 
+/// With `--exit-when-idle`, how long no broker may answer before ingest gives up (at least).
+pub const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
+
 /// The most of a record's bytes a dead letter carries (the rest is named by its size and
 /// SHA-256): well under librdkafka's `message.max.bytes` and Kafka's default topic limit.
 pub const DLQ_MAX_PAYLOAD: usize = 512 * 1024;
@@ -120,6 +123,8 @@ pub enum IngestError {
     PrepareThread(std::io::Error),
     #[error("commit task: {0}")]
     CommitTask(String),
+    #[error("no broker at {brokers} answered for {secs} s: with --exit-when-idle ingest gives up (check --brokers and that Kafka is up); nothing past the last commit was acknowledged")]
+    Unreachable { brokers: String, secs: u64 },
     #[error("a partition's next offset, from the commit log, is outside the topic's log on the broker (the warning above names the partition): the topic was deleted and created again (its offsets start over) or records expired before ingest read them. Ingest stops rather than skip records or mistake new records for ones already stored. A re-created topic: ingest it under a new topic name. Expired records are gone from Kafka: to go on past the gap, start once with --kafka-option auto.offset.reset=earliest")]
     OffsetGap,
 }
@@ -143,6 +148,53 @@ struct Ctx {
     log: CommitLog,
     /// Our commit in flight, waited for before the log is read.
     gate: Arc<CommitGate>,
+    quiet: Quiet,
+}
+
+/// The dead-letter producer's context: its errors (the same broker outage the consumer sees,
+/// twice a second) logged as sparingly as the consumer's.
+#[derive(Default)]
+struct DlqCtx {
+    quiet: Quiet,
+}
+
+impl ClientContext for DlqCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(repeats) = self.quiet.log(&error.to_string()) {
+            tracing::warn!(error = %error, reason, repeats, "kafka client error (dead-letter producer)");
+        }
+    }
+}
+
+/// How long repeats of one warning are counted instead of logged.
+const QUIET_FOR: Duration = Duration::from_secs(30);
+
+/// Warnings that repeat: librdkafka reports a broker that is down some 45 times a second
+/// (4 M lines a day of an outage). The first of a kind is logged, repeats within
+/// [`QUIET_FOR`] are counted and their number logged with the next one after it.
+#[derive(Default)]
+struct Quiet(Mutex<FxHashMap<String, (Instant, u64)>>);
+
+impl Quiet {
+    /// `Some(repeats left unlogged since the last line)` if this one is to be logged.
+    fn log(&self, kind: &str) -> Option<u64> {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match seen.get_mut(kind) {
+            Some((at, repeats)) if now.duration_since(*at) < QUIET_FOR => {
+                *repeats += 1;
+                None
+            }
+            Some((at, repeats)) => {
+                *at = now;
+                Some(std::mem::take(repeats))
+            }
+            None => {
+                seen.insert(kind.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
@@ -159,7 +211,9 @@ impl ClientContext for Ctx {
             // broker answers again.
             self.health.set_ready(false);
         }
-        tracing::warn!(error = %error, reason, "kafka client error");
+        if let Some(repeats) = self.quiet.log(&error.to_string()) {
+            tracing::warn!(error = %error, reason, repeats, "kafka client error");
+        }
     }
 }
 
@@ -551,7 +605,7 @@ struct State {
     dedup: Dedup,
     /// Looked up twice per record: FxHash, not SipHash (2% of the loop thread in perf).
     parts: FxHashMap<Tp, Partition>,
-    dlq: FutureProducer,
+    dlq: FutureProducer<DlqCtx>,
     total: Summary,
     buffered_rows: usize,
     buffered_bytes: usize,
@@ -610,7 +664,7 @@ impl State {
         for (k, v) in &opts.kafka_options {
             dlq_cfg.set(k, v);
         }
-        let dlq: FutureProducer = dlq_cfg.create()?;
+        let dlq: FutureProducer<DlqCtx> = dlq_cfg.create_with_context(DlqCtx::default())?;
         let dedup = Dedup::new(opts.keys.clone());
         Ok(State {
             preparer: Preparer::start(Arc::clone(&config))?,
@@ -662,6 +716,7 @@ impl State {
             health: Arc::clone(&self.opts.health),
             log: self.log.clone(),
             gate: Arc::clone(&self.gate),
+            quiet: Quiet::default(),
         })?;
         let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -694,6 +749,7 @@ impl State {
         let mut tick = tokio::time::interval(every);
         let mut last_probe = Instant::now() - Duration::from_secs(60);
         let mut last_lag = Instant::now();
+        let mut unreachable_since: Option<Instant> = None;
         let mut pending: VecDeque<Pending> = VecDeque::new();
         loop {
             tokio::select! {
@@ -714,7 +770,9 @@ impl State {
                             return Err(IngestError::OffsetGap);
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "kafka reports a problem; retrying");
+                            if let Some(repeats) = consumer.context().quiet.log(&e.to_string()) {
+                                tracing::warn!(error = %e, repeats, "kafka reports a problem; retrying");
+                            }
                             self.commit_due(consumer, false).await?;
                         }
                     }
@@ -746,6 +804,22 @@ impl State {
                         self.report_lag(consumer);
                     }
                     if let Some(idle) = self.opts.exit_when_idle {
+                        // A batch run whose brokers do not answer (a typo in --brokers, Kafka
+                        // down) would wait for ever: it gives up, without committing (a dead
+                        // letter in flight could not be delivered), after half a minute or the
+                        // idle time, whichever is longer.
+                        if self.opts.health.is_ready() {
+                            unreachable_since = None;
+                        } else {
+                            let since = *unreachable_since.get_or_insert_with(Instant::now);
+                            let limit = idle.max(UNREACHABLE_LIMIT);
+                            if since.elapsed() >= limit {
+                                return Err(IngestError::Unreachable {
+                                    brokers: self.opts.brokers.clone(),
+                                    secs: limit.as_secs(),
+                                });
+                            }
+                        }
                         // A rebalance can take a while (a dead member's session must expire; the
                         // group waits for every member to rejoin): only an assignment, even an
                         // empty one, says which partitions are ours to finish.

@@ -37,8 +37,8 @@ use evn_config::{Config, CustomerRow, ZoneId};
 use evn_keys::{DataKey, Keyring};
 use evn_rating::{BillingMonth, RatedCall};
 use evn_render::{
-    format, protect_pdf, render_csv, render_pdf, EvnCall, EvnDocument, Header, ProtectionKeys,
-    RenderError,
+    format, protect_pdf, render_csv, render_pdf, DayRange, EvnCall, EvnDocument, Header,
+    ProtectionKeys, RenderError,
 };
 use evn_store::{Location, StoreError};
 
@@ -372,29 +372,61 @@ pub fn build_document(
         .collect();
     let mut doc = EvnDocument::build(header, calls, shortened_setting, flatrate_zones);
     doc.cancelled_from = cancelled_from;
-    (doc.shortened_since, doc.shortened_until) = shortening_changes(&in_month);
+    // Calls are rated and shortened by the row in force at their start, so a month with a
+    // change has rows of both kinds: the notices name the days each setting covered.
+    let in_force = days_in_force(&in_month, month);
+    doc.shortened_periods = periods(&in_force, |r| r.shorten_numbers);
+    for (label, days) in &mut doc.flatrate_zones {
+        *days = periods(&in_force, |r| {
+            config.tariffs.plans.get(&r.plan).is_some_and(|p| {
+                p.flatrate
+                    .iter()
+                    .any(|z| config.tariffs.label(z.as_str()) == label.as_str())
+            })
+        });
+    }
     Some(doc)
 }
 
-/// When a request for shortened numbers began or ended within the month (rows of the month,
-/// oldest first): the day it took effect, and the last day it was in effect. Calls are stored
-/// shortened by the setting at their start, so an EVN whose setting changed mid-month has rows
-/// of both kinds, and its notice must say which days it covers.
-fn shortening_changes(in_month: &[&CustomerRow]) -> (Option<NaiveDate>, Option<NaiveDate>) {
-    let Some((first, later)) = in_month.split_first() else {
-        return (None, None);
-    };
-    let mut on = first.shorten_numbers;
-    let (mut since, mut until) = (None, None);
-    for r in later {
-        if r.shorten_numbers && !on && since.is_none() && until.is_none() {
-            since = Some(r.valid_from);
-        } else if !r.shorten_numbers && on && until.is_none() {
-            until = r.valid_from.pred_opt();
+/// The days of the month each of its rows (oldest first) was in force.
+fn days_in_force<'r>(
+    in_month: &[&'r CustomerRow],
+    month: BillingMonth,
+) -> Vec<(&'r CustomerRow, DayRange)> {
+    let (first, last) = (month.first_day(), month.last_day());
+    in_month
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let end = in_month
+                .get(i + 1)
+                .and_then(|next| next.valid_from.pred_opt())
+                .map_or(last, |d| d.min(last));
+            (*r, (r.valid_from.max(first), end))
+        })
+        .collect()
+}
+
+/// The days on which `on` held, as ranges (adjacent rows that agree merged), or none when it
+/// held the whole month: then the notice names no days.
+fn periods(
+    in_force: &[(&CustomerRow, DayRange)],
+    on: impl Fn(&CustomerRow) -> bool,
+) -> Vec<DayRange> {
+    let mut out: Vec<DayRange> = Vec::new();
+    for &(r, (a, b)) in in_force {
+        if !on(r) {
+            continue;
         }
-        on = r.shorten_numbers;
+        match out.last_mut() {
+            Some(last) if last.1.succ_opt() == Some(a) => last.1 = b,
+            _ => out.push((a, b)),
+        }
     }
-    (since, until)
+    if in_force.iter().all(|&(r, _)| on(r)) {
+        out.clear();
+    }
+    out
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

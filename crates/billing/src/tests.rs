@@ -1511,9 +1511,10 @@ fn a_late_counselling_call_makes_no_new_version_but_is_in_the_billing_record() {
     );
 }
 
-/// The days a shortening request covered within a month, for the notice.
+/// The days a shortening request covered within a month, for the notice: on, off and on
+/// again within a month were told as "until the 9th" only, with a shortened row of the 25th.
 #[test]
-fn shortening_changes_name_the_days_of_the_month() {
+fn shortening_periods_name_the_days_of_the_month() {
     let row = |shorten: bool, from: &str| CustomerRow {
         customer_id: "K1".into(),
         name: "n".into(),
@@ -1526,18 +1527,96 @@ fn shortening_changes_name_the_days_of_the_month() {
         valid_from: from.parse().unwrap(),
         line: 2,
     };
-    let d = |s: &str| Some(s.parse::<NaiveDate>().unwrap());
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+    let month = nov();
+    let of = |rows: &[&CustomerRow]| periods(&days_in_force(rows, month), |r| r.shorten_numbers);
     let (off, on) = (row(false, "2026-01-01"), row(true, "2026-01-01"));
-    let on_15 = row(true, "2026-11-15");
-    let off_20 = row(false, "2026-11-20");
-    assert_eq!(shortening_changes(&[&on]), (None, None));
-    assert_eq!(shortening_changes(&[&off, &on_15]), (d("2026-11-15"), None));
-    assert_eq!(shortening_changes(&[&on, &off_20]), (None, d("2026-11-19")));
-    assert_eq!(
-        shortening_changes(&[&off, &on_15, &off_20]),
-        (d("2026-11-15"), d("2026-11-19"))
+    let (on_10, on_15, on_20) = (
+        row(true, "2026-11-10"),
+        row(true, "2026-11-15"),
+        row(true, "2026-11-20"),
     );
-    assert_eq!(shortening_changes(&[]), (None, None));
+    let (off_10, off_20) = (row(false, "2026-11-10"), row(false, "2026-11-20"));
+    assert_eq!(of(&[&on]), []);
+    assert_eq!(of(&[&off]), []);
+    assert_eq!(of(&[&off, &on_15]), [(d("2026-11-15"), d("2026-11-30"))]);
+    assert_eq!(of(&[&on, &off_20]), [(d("2026-11-01"), d("2026-11-19"))]);
+    assert_eq!(
+        of(&[&off, &on_15, &off_20]),
+        [(d("2026-11-15"), d("2026-11-19"))]
+    );
+    assert_eq!(
+        of(&[&on, &off_10, &on_20]),
+        [
+            (d("2026-11-01"), d("2026-11-09")),
+            (d("2026-11-20"), d("2026-11-30"))
+        ]
+    );
+    // Two rows that agree are one period.
+    assert_eq!(
+        of(&[&off, &on_10, &on_15]),
+        [(d("2026-11-10"), d("2026-11-30"))]
+    );
+    assert_eq!(of(&[]), []);
+}
+
+/// The notices of an EVN whose settings changed within the month say which days they cover:
+/// shortening on, off and on again; a flatrate plan until the 14th, then a plan without one
+/// (the notice said landline calls are not listed, above listed landline rows).
+#[test]
+fn notices_name_the_days_settings_changed_within_the_month() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = edited_config(&tmp.path().join("config"), "customers.csv", |c| {
+        format!(
+            "{c}K7001,A,B,1,C,office_flat,true,true,2026-01-01\n\
+             K7001,A,B,1,C,office_flat,true,false,2026-11-10\n\
+             K7001,A,B,1,C,office_basic,true,true,2026-11-15\n"
+        )
+    });
+    let calls = vec![
+        call(
+            "a",
+            "K7001",
+            "2026-11-05T10:00:00Z",
+            "+4915112345xxx",
+            "mobile",
+            "0.1490",
+            false,
+        )
+        .call,
+        call(
+            "b",
+            "K7001",
+            "2026-11-12T10:00:00Z",
+            "+4915112345678",
+            "mobile",
+            "0.1490",
+            false,
+        )
+        .call,
+        call(
+            "c",
+            "K7001",
+            "2026-11-25T10:00:00Z",
+            "+4930123456xxx",
+            "landline",
+            "0.0290",
+            false,
+        )
+        .call,
+    ];
+    let doc = build_document(&cfg, nov(), "K7001", calls, created()).unwrap();
+    let notices = doc.notices().join("\n");
+    assert!(
+        notices.contains(
+            "Auf Ihren Wunsch sind die Zielrufnummern bis zum 09.11.2026 und ab dem 15.11.2026 um die letzten drei Ziffern gekürzt"
+        ),
+        "{notices}"
+    );
+    assert!(
+        notices.contains("abgegolten sind (Festnetz national bis zum 14.11.2026)"),
+        "{notices}"
+    );
 }
 
 /// A shortened number is hidden on ingest's flag while the list is the one ingest used (the

@@ -12,7 +12,7 @@ pub mod sample;
 mod slim;
 
 pub use csv_export::{render_csv, BOM, CSV_HEADER};
-pub use model::{EvnCall, EvnDocument, Header, LineGroup, Row, ZoneSum};
+pub use model::{DayRange, EvnCall, EvnDocument, Header, LineGroup, Row, ZoneSum};
 pub use pdf::{render_pdf, RenderError, RenderedPdf};
 pub use protect::{check_password, protect_pdf, ProtectionKeys};
 

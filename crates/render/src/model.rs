@@ -106,15 +106,49 @@ pub struct EvnDocument {
     pub billed: usize,
     /// Some printed number is shortened, or the customer asked for shortening this month.
     pub shortened: bool,
-    /// Labels of the zones the customer's flatrate covered this month (not itemised).
-    pub flatrate_zones: Vec<String>,
-    /// The customer's request for shortened numbers took effect on this day within the month
-    /// (rows before it are in full), or ended after this day: the notice names the days.
-    pub shortened_since: Option<NaiveDate>,
-    pub shortened_until: Option<NaiveDate>,
+    /// Labels of the zones the customer's flatrate covered this month (not itemised), each
+    /// with the days it did, when a plan change within the month made that less than the whole
+    /// month (empty: all of it): the notice must not say landline calls are not listed above
+    /// landline rows from after the change.
+    pub flatrate_zones: Vec<(String, Vec<DayRange>)>,
+    /// The days of the month on which the customer asked for shortened numbers, when the
+    /// request began, ended or both within it (empty: the whole month or not at all): rows
+    /// are shortened by the setting at their start, and the notice names the days.
+    pub shortened_periods: Vec<DayRange>,
     /// The customer cancelled the EVN from this day (Europe/Berlin) within the month: calls
     /// from then on are among the not-itemised ones, and a notice says why.
     pub cancelled_from: Option<NaiveDate>,
+}
+
+/// Days of a month, first and last included.
+pub type DayRange = (NaiveDate, NaiveDate);
+
+/// " vom 1.11. bis zum 9.11.2026 und ab dem 20.11.2026" for days within `month`; empty when
+/// they are the whole month (or none are given).
+fn days(periods: &[DayRange], month: BillingMonth) -> String {
+    let (first, last) = (month.first_day(), month.last_day());
+    let date = crate::format::date;
+    let parts: Vec<String> = periods
+        .iter()
+        .map(|&(a, b)| match (a <= first, b >= last) {
+            (true, true) => String::new(),
+            (true, false) => format!("bis zum {}", date(b)),
+            (false, true) => format!("ab dem {}", date(a)),
+            (false, false) => format!("vom {} bis zum {}", date(a), date(b)),
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => String::new(),
+        [one] if one.is_empty() => String::new(),
+        [init @ .., last] => {
+            let head = init.join(", ");
+            if head.is_empty() {
+                format!(" {last}")
+            } else {
+                format!(" {head} und {last}")
+            }
+        }
+    }
 }
 
 impl EvnDocument {
@@ -190,10 +224,12 @@ impl EvnDocument {
             total,
             billed,
             shortened,
-            flatrate_zones,
+            flatrate_zones: flatrate_zones
+                .into_iter()
+                .map(|label| (label, Vec::new()))
+                .collect(),
             cancelled_from: None,
-            shortened_since: None,
-            shortened_until: None,
+            shortened_periods: Vec::new(),
         }
     }
 
@@ -262,14 +298,9 @@ impl EvnDocument {
                     .to_owned(),
             );
         }
+        let month = self.header.month;
         if self.shortened {
-            let date = crate::format::date;
-            let when = match (self.shortened_since, self.shortened_until) {
-                (Some(a), Some(b)) => format!(" vom {} bis zum {}", date(a), date(b)),
-                (Some(a), None) => format!(" ab dem {}", date(a)),
-                (None, Some(b)) => format!(" bis zum {}", date(b)),
-                (None, None) => String::new(),
-            };
+            let when = days(&self.shortened_periods, month);
             out.push(format!(
                 "Auf Ihren Wunsch sind die Zielrufnummern{when} um die letzten drei Ziffern \
                  gekürzt (z. B. 0151 12345xxx); Kurzwahlnummern öffentlicher Dienste wie 110 \
@@ -280,7 +311,11 @@ impl EvnDocument {
             out.push(format!(
                 "Verbindungen, die mit Ihrem Pauschaltarif (Flatrate) abgegolten sind ({}), \
                  werden nicht einzeln aufgeführt.",
-                self.flatrate_zones.join(", ")
+                self.flatrate_zones
+                    .iter()
+                    .map(|(label, periods)| format!("{label}{}", days(periods, month)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if let Some(day) = self.cancelled_from {

@@ -476,7 +476,7 @@ fn document_texts(doc: &EvnDocument) -> impl Iterator<Item = &str> {
     .chain(h.provider_contact.iter().map(String::as_str))
     .chain(h.customer_address.iter().map(String::as_str))
     .chain(doc.zones.iter().map(|z| z.label.as_str()))
-    .chain(doc.flatrate_zones.iter().map(String::as_str))
+    .chain(doc.flatrate_zones.iter().map(|(label, _)| label.as_str()))
     .chain(doc.groups.iter().flat_map(|g| {
         std::iter::once(g.calling_number.as_str()).chain(
             g.rows

@@ -297,6 +297,10 @@ fn a_re_created_topic_stops_ingest_instead_of_skipping_its_records() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("outside the topic's log"), "{stderr}");
+    assert!(
+        stderr.contains("(cdrs partition 0: resumes at offset 5, the broker holds 0 to 3)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("new topic name"), "{stderr}");
     assert_eq!(stored_rows(&data).len(), 5, "nothing stored, nothing lost");
 
@@ -493,4 +497,33 @@ fn a_batch_run_without_a_broker_gives_up_and_logs_the_outage_sparingly() {
     // librdkafka's own log already folds identical lines ("N identical error(s) suppressed").
     let lines = err.lines().count();
     assert!(lines <= 30, "{lines} lines:\n{err}");
+}
+
+/// A client setting librdkafka refuses is a configuration error: exit 2, naming the flag.
+#[test]
+fn an_unknown_kafka_option_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args([
+            "ingest",
+            "--brokers",
+            "127.0.0.1:9",
+            "--topic",
+            "cdrs",
+            "--group",
+            "g",
+            "--config",
+            config_dir().to_str().unwrap(),
+            "--data",
+            tmp.path().join("data").to_str().unwrap(),
+            "--kafka-option",
+            "no.such.property=1",
+        ])
+        .env("EVN_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("check --kafka-option"), "{err}");
+    assert!(err.contains("no.such.property"), "{err}");
 }

@@ -482,8 +482,22 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             if let Err(e) = writeln!(std::io::stdout(), "{}", summary.to_json()) {
                 tracing::warn!(error = %e, "could not print the summary to stdout");
             }
-            result.context("ingest stopped")?;
-            Ok(())
+            match result {
+                // librdkafka refuses the client settings (an unknown or invalid
+                // --kafka-option): a configuration error, nothing started.
+                Err(
+                    e @ evn_ingest::IngestError::Kafka(
+                        rdkafka::error::KafkaError::ClientConfig(..)
+                        | rdkafka::error::KafkaError::ClientCreation(_),
+                    ),
+                ) => Err(usage(
+                    anyhow::Error::new(e).context("ingest could not start; check --kafka-option"),
+                )),
+                other => {
+                    other.context("ingest stopped")?;
+                    Ok(())
+                }
+            }
         }
         Command::Bill {
             config,

@@ -125,8 +125,8 @@ pub enum IngestError {
     CommitTask(String),
     #[error("no broker at {brokers} answered for {secs} s: with --exit-when-idle ingest gives up (check --brokers and that Kafka is up); nothing past the last commit was acknowledged")]
     Unreachable { brokers: String, secs: u64 },
-    #[error("a partition's next offset, from the commit log, is outside the topic's log on the broker (the warning above names the partition): the topic was deleted and created again (its offsets start over) or records expired before ingest read them. Ingest stops rather than skip records or mistake new records for ones already stored. A re-created topic: ingest it under a new topic name. Expired records are gone from Kafka: to go on past the gap, start once with --kafka-option auto.offset.reset=earliest")]
-    OffsetGap,
+    #[error("a partition's next offset, from the commit log, is outside the topic's log on the broker ({0}): the topic was deleted and created again (its offsets start over) or records expired before ingest read them. Ingest stops rather than skip records or mistake new records for ones already stored. A re-created topic: ingest it under a new topic name. Expired records are gone from Kafka: to go on past the gap, start once with --kafka-option auto.offset.reset=earliest")]
+    OffsetGap(String),
 }
 
 type Tp = (String, i32);
@@ -767,7 +767,7 @@ impl State {
                             self.handle_received(consumer, (m, epoch), &mut pending).await?;
                         }
                         Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
-                            return Err(IngestError::OffsetGap);
+                            return Err(IngestError::OffsetGap(self.gaps(consumer)));
                         }
                         Err(e) => {
                             if let Some(repeats) = consumer.context().quiet.log(&e.to_string()) {
@@ -1648,6 +1648,33 @@ impl State {
     }
 
     /// Readiness comes back once the broker answers a metadata request.
+    /// The assigned partitions whose next offset the broker's log does not hold, for the
+    /// offset-gap error: librdkafka's own warning names neither topic nor partition.
+    fn gaps(&self, consumer: &StreamConsumer<Ctx>) -> String {
+        let found: Vec<String> = tokio::task::block_in_place(|| {
+            self.parts
+                .iter()
+                .filter_map(|(tp, part)| {
+                    let next = part.buf.last.unwrap_or(part.durable_last) + 1;
+                    let (low, high) = consumer
+                        .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(2))
+                        .ok()?;
+                    (next < low || next > high).then(|| {
+                        format!(
+                            "{} partition {}: resumes at offset {next}, the broker holds {low} to {high}",
+                            tp.0, tp.1
+                        )
+                    })
+                })
+                .collect()
+        });
+        if found.is_empty() {
+            "the broker named no partition".to_owned()
+        } else {
+            found.join("; ")
+        }
+    }
+
     fn probe_broker(&self, consumer: &StreamConsumer<Ctx>) {
         let topic = self.opts.topics.first().map(String::as_str);
         let answered = tokio::task::block_in_place(|| {

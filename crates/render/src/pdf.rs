@@ -743,14 +743,14 @@ fn first_page_header(c: &mut Canvas, doc: &EvnDocument) -> f32 {
     c.set_fill(GREY_TEXT);
     c.text_fit(LEFT, y, &sender, Weight::Regular, 6.5, 80.0 * MM);
     c.set_fill(0.0);
-    // The address field is 85 mm wide; a long company name wraps rather than being cut.
+    // The address field is 85 mm wide with six lines (DIN 5008): a long company name or
+    // street wraps into them, in a smaller size if it must, rather than being cut; a legal
+    // name or an address cut short is wrong on a document sent to the customer.
+    let (lines, size) = address_lines(c, &h.customer_name, &h.customer_address, 82.0 * MM);
     let mut y = y - 3.0;
-    for line in wrap_lines(c, &h.customer_name, Weight::Regular, 10.0, 82.0 * MM, 3)
-        .iter()
-        .chain(&h.customer_address)
-    {
-        y -= 13.0;
-        c.text_fit(LEFT, y, line, Weight::Regular, 10.0, 82.0 * MM);
+    for line in &lines {
+        y -= size * 1.3;
+        c.text_fit(LEFT, y, line, Weight::Regular, size, 82.0 * MM);
     }
 
     let period = format!(
@@ -794,6 +794,35 @@ fn first_page_header(c: &mut Canvas, doc: &EvnDocument) -> f32 {
         Align::Left,
     );
     y - 20.0
+}
+
+/// Lines of DIN 5008's address zone.
+const ADDRESS_LINES: usize = 6;
+
+/// The customer's name and address wrapped to `max` pt in the address zone's six lines, at
+/// 10 pt, or 9 or 8 pt when they need it; only beyond that is the name's last line cut.
+fn address_lines(c: &Canvas, name: &str, address: &[String], max: f32) -> (Vec<String>, f32) {
+    let face = c.fonts.face(Weight::Regular);
+    let wrapped = |size: f32| {
+        let mut lines = wrap_face(name, face, size, max);
+        lines.extend(address.iter().flat_map(|l| wrap_face(l, face, size, max)));
+        lines
+    };
+    for size in [10.0, 9.0, 8.0] {
+        let lines = wrapped(size);
+        if lines.len() <= ADDRESS_LINES {
+            return (lines, size);
+        }
+    }
+    // Never seen in practice: the address keeps its lines, the name what is left.
+    let address: Vec<String> = address
+        .iter()
+        .flat_map(|l| wrap_face(l, face, 8.0, max))
+        .collect();
+    let room = ADDRESS_LINES.saturating_sub(address.len()).max(1);
+    let mut lines = wrap_lines(c, name, Weight::Regular, 8.0, max, room);
+    lines.extend(address);
+    (lines, 8.0)
 }
 
 /// `text` wrapped to `max` pt, at most `lines` lines (the last one is cut when drawn).

@@ -253,6 +253,30 @@ fn long_names_labels_and_rare_letters_fit_and_survive() {
     );
 }
 
+/// A long legal name and a long street wrap in the address zone, in a smaller size if they
+/// must; they were cut with "…" after three lines (name) and one line (street).
+#[test]
+fn a_long_name_and_street_are_printed_whole() {
+    let mut doc = crate::sample::small_doc();
+    doc.header.customer_name = "Meier; Schulze & \"Partner\" Rechtsanwälte, Steuerberater und \
+        Wirtschaftsprüfer in Partnerschaft mbB – Niederlassung Groß-Umstadt-Süd"
+        .into();
+    doc.header.customer_address = vec![
+        "Ölmühlenweg 123a, Hinterhaus, 3. Obergeschoss links".into(),
+        "64823 Groß-Umstadt".into(),
+    ];
+    let text = pdf_text(&render_pdf(&doc).unwrap().bytes);
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "Niederlassung Groß-Umstadt-Süd",
+        "3. Obergeschoss links",
+        "64823 Groß-Umstadt",
+    ] {
+        assert!(flat.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    assert!(!text.contains('…'), "{text}");
+}
+
 #[test]
 fn three_pages_stay_small() {
     let doc = big_doc(130);

@@ -347,42 +347,14 @@ fn a_record_too_large_for_a_dead_letter_is_dead_lettered_by_its_head_and_digest(
     assert_eq!(dead[0].reason, "malformed_json");
     assert_eq!(dead[0].payload, huge[..512 * 1024]);
     assert_eq!(dead[0].source_offset, 0);
-    let (size, digest) = dead_letter_header(&broker, "cdrs.dlq");
+    let header = |k: &str| dead[0].headers.get(k).cloned().unwrap_or_default();
+    let (size, digest) = (header("evn-truncated-from"), header("evn-sha256"));
     assert_eq!(size, huge.len().to_string());
     let want: String = sha2::Sha256::digest(&huge)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(digest, want);
-}
-
-/// `evn-truncated-from` and `evn-sha256` of the first dead letter of `topic`.
-fn dead_letter_header(broker: &Broker, topic: &str) -> (String, String) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .set("group.id", "dlq-headers")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let headers = m.headers().expect("headers");
-            let get = |key: &str| {
-                headers
-                    .iter()
-                    .find(|h| h.key == key)
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default()
-            };
-            return (get("evn-truncated-from"), get("evn-sha256"));
-        }
-    }
-    panic!("no dead letter on {topic}");
 }
 
 /// A catch-up whose calls interleave many billing months (a switch replaying a backfill) is
@@ -468,21 +440,12 @@ fn a_batch_run_without_a_broker_gives_up_and_logs_the_outage_sparingly() {
     let nobody = format!("127.0.0.1:{}", free_port());
     let started = std::time::Instant::now();
     let out = Command::new(bin())
-        .args([
-            "ingest",
-            "--brokers",
+        .args(ingest_args_at(
             &nobody,
-            "--topic",
             "cdrs",
-            "--group",
             "g",
-            "--config",
-            config_dir().to_str().unwrap(),
-            "--data",
-            tmp.path().join("data").to_str().unwrap(),
-            "--exit-when-idle",
-            "1",
-        ])
+            &tmp.path().join("data"),
+        ))
         .env("EVN_LOG", "warn")
         .env("NO_COLOR", "1")
         .output()
@@ -504,21 +467,13 @@ fn a_batch_run_without_a_broker_gives_up_and_logs_the_outage_sparingly() {
 fn an_unknown_kafka_option_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(bin())
-        .args([
-            "ingest",
-            "--brokers",
+        .args(ingest_args_at(
             "127.0.0.1:9",
-            "--topic",
             "cdrs",
-            "--group",
             "g",
-            "--config",
-            config_dir().to_str().unwrap(),
-            "--data",
-            tmp.path().join("data").to_str().unwrap(),
-            "--kafka-option",
-            "no.such.property=1",
-        ])
+            &tmp.path().join("data"),
+        ))
+        .args(["--kafka-option", "no.such.property=1"])
         .env("EVN_LOG", "warn")
         .output()
         .unwrap();

@@ -110,10 +110,15 @@ pub fn ingest_args<'a>(
     group: &'a str,
     data: &'a Path,
 ) -> Vec<String> {
+    ingest_args_at(&broker.addr, topic, group, data)
+}
+
+/// [`ingest_args`] for brokers at `addr`, which may be nobody.
+pub fn ingest_args_at(addr: &str, topic: &str, group: &str, data: &Path) -> Vec<String> {
     vec![
         "ingest".into(),
         "--brokers".into(),
-        broker.addr.clone(),
+        addr.to_owned(),
         "--topic".into(),
         topic.into(),
         "--group".into(),
@@ -223,6 +228,8 @@ pub struct DeadLetter {
     pub source_topic: String,
     pub source_partition: i32,
     pub source_offset: i64,
+    /// Every header, by key.
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Reads a dead-letter topic from the start: stops once `expect` records arrived and nothing
@@ -261,6 +268,13 @@ pub fn read_dead_letters(broker: &Broker, topic: &str, expect: usize) -> Vec<Dea
                 source_topic: get("evn-source-topic"),
                 source_partition: get("evn-source-partition").parse().unwrap(),
                 source_offset: get("evn-source-offset").parse().unwrap(),
+                headers: headers
+                    .iter()
+                    .map(|h| {
+                        let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect(),
             });
         }
     }

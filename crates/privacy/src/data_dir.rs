@@ -192,28 +192,12 @@ mod tests {
     use super::*;
     use evn_store::{PutMode, StoredCall, WriteOptions};
 
+    /// A shortened ordinary call, as a shortening customer's rows are stored.
     fn call(customer: &str, offset: i64) -> StoredCall {
-        StoredCall {
-            call: evn_rating::RatedCall {
-                cdr_id: format!("fra1-{offset}").into(),
-                switch_id: "fra1".into(),
-                customer_id: customer.into(),
-                calling_number: "+493012345".into(),
-                called_number: "+49301234xxx".into(),
-                start_time: "2026-01-10T10:00:00Z".parse().unwrap(),
-                duration_s: 60,
-                zone: "landline".into(),
-                charge_eur: rust_decimal::Decimal::new(290, 4),
-                billing_month: "2026-01".parse().unwrap(),
-                plan: "office_basic".into(),
-                shortened: true,
-                counselling: false,
-            },
-            source_topic: "cdrs".into(),
-            source_partition: 0,
-            source_offset: offset,
-            provenance: None,
-        }
+        let mut c = crate::fsops::tests::call(customer, offset);
+        c.call.called_number = "+49301234xxx".into();
+        c.call.shortened = true;
+        c
     }
 
     /// The rows a rewrite keeps were flagged with the original file's counselling list: the

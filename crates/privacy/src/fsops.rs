@@ -313,10 +313,10 @@ fn link_or_copy(file: &Path, staging: &Path) -> Result<(), PrivacyError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn call(customer: &str, offset: i64) -> StoredCall {
+    pub(crate) fn call(customer: &str, offset: i64) -> StoredCall {
         StoredCall {
             call: evn_rating::RatedCall {
                 cdr_id: format!("fra1-{offset}").into(),

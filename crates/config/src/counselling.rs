@@ -66,7 +66,7 @@ fn is_normalised(number: &str) -> bool {
         && digits.bytes().all(|b| b.is_ascii_digit())
         && (number.starts_with('+') || !digits.starts_with('0'))
         && !number.starts_with("+490")
-        && !(number.starts_with('+') && evn_cdr::german_short_code(digits).is_some())
+        && (!number.starts_with('+') || evn_cdr::german_short_code(digits).is_none())
 }
 
 /// Masks the last three digits as `xxx` (the EVN shortening rule).

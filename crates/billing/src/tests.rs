@@ -892,17 +892,19 @@ fn counselling_rows_are_absent_in_every_notation() {
         );
     }
     assert_eq!(csv_rows(&dir.join("K1002.csv")).len(), 1);
-    // Rated with today's tariff (K1002, 125 s, 60/1): 11 × 0,0604 € landline hidden, in the
-    // billing record only; 0,3729 € mobile shown, the EVN's total.
+    // Rated with today's tariff (K1002, 125 s, 60/1) and, where stored in full, today's zones:
+    // the 0800 and 116 numbers are free, the 030 number and `+49116123` (landline by prefix)
+    // and the four shortened ones keep landline, 6 × 0,0604 € hidden, in the billing record
+    // only; 0,3729 € mobile shown, the EVN's total.
     assert!(
-        !text.contains("1,04 €") && text.contains("0,37 €"),
+        !text.contains("0,74 €") && text.contains("0,37 €"),
         "{text}"
     );
     let m = Manifest::read(&dir.join(MANIFEST_FILE)).unwrap().unwrap();
     let e = &m.customers["K1002"];
     assert_eq!((e.connections, e.billed_connections), (1, 12));
     assert_eq!(e.total, "0.3729");
-    assert_eq!(e.billed_total.as_deref(), Some("1.0373"));
+    assert_eq!(e.billed_total.as_deref(), Some("0.7353"));
 }
 
 /// K1003's plan covers landline and mobile: nothing of it is stored, yet its EVN is on, so it

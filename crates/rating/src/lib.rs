@@ -165,7 +165,10 @@ pub fn classify(cdr: Cdr, config: &Config) -> Outcome {
 /// call's start say (DOMAIN.md), not what they said when the call was ingested. `None`: the
 /// call is now covered by a flatrate, neither billed nor itemised.
 ///
-/// The zone and the duration are facts of the call and stay. A number stored in full is
+/// The duration is a fact of the call and stays. A number stored in full is zoned again by
+/// today's `[zones]`, so a corrected prefix (0137 taken for a landline number) reaches the
+/// months still kept; a shortened one keeps the zone it was stored with, since a prefix that
+/// reaches into its last digits cannot be matched any more. A number stored in full is
 /// shortened if the terms now ask for it; one stored shortened stays so (its digits are gone).
 /// Terms that do not reach back to the call (a row's `valid_from` moved past it) leave the call
 /// as it was stored, as does a zone today's tariffs do not have (the billing run refuses those
@@ -178,6 +181,13 @@ pub fn rerate(mut call: RatedCall, config: &Config) -> Option<RatedCall> {
         return Some(call);
     };
     let plan = config.tariffs.plan_at(terms.plan);
+    if !call.shortened {
+        if let Some(today) = config.tariffs.zone_of(&call.called_number) {
+            if today.as_str() != call.zone.as_str() {
+                call.zone = today.as_str().into();
+            }
+        }
+    }
     let zone = ZoneId::new(call.zone.as_str());
     if plan.flatrate.contains(&zone) {
         return None;

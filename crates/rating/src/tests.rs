@@ -284,7 +284,8 @@ proptest! {
 }
 
 /// The billing run's re-rating: today's terms at the call's start decide the charge, the
-/// flatrate and shortening; zone and duration stay; what cannot be undone is not.
+/// flatrate and shortening, today's zones the zone of a number stored in full; the duration
+/// stays; what cannot be undone is not.
 #[test]
 fn rerate_applies_the_terms_in_force_at_the_start() {
     let cfg = config();
@@ -318,6 +319,24 @@ fn rerate_applies_the_terms_in_force_at_the_start() {
     let mut k1003 = call.clone();
     k1003.customer_id = "K1003".into();
     assert!(rerate(k1003, &cfg).is_none());
+    // Zoned when 0137 still fell into `+49` (landline), before the example tariffs gave it to
+    // `service`: a number stored in full is zoned and charged by today's `[zones]`...
+    let mut televoting = call.clone();
+    televoting.called_number = "+4913712345".into();
+    televoting.zone = "landline".into();
+    let again = rerate(televoting.clone(), &cfg).unwrap();
+    assert_eq!(
+        (again.zone.as_str(), again.charge_eur),
+        ("service", dec("0.4200"))
+    );
+    // ...one stored shortened keeps its zone: its last digits are gone.
+    televoting.called_number = "+4913712xxx".into();
+    televoting.shortened = true;
+    let kept = rerate(televoting, &cfg).unwrap();
+    assert_eq!(
+        (kept.zone.as_str(), kept.charge_eur),
+        ("landline", dec("0.0604"))
+    );
     // Before the customer's first row: left as stored.
     let mut early = call;
     early.start_time = t("2025-06-01T08:00:00Z");

@@ -324,12 +324,16 @@ fn a_record_too_large_for_a_dead_letter_is_dead_lettered_by_its_head_and_digest(
         .set("message.max.bytes", "10000000")
         .create()
         .unwrap();
-    // Garbage of 2 MB (a log shipper sending a whole file as one record), then a good CDR.
+    // Garbage of 2 MB (a log shipper sending a whole file as one record), a CDR whose dialled
+    // "number" is 600 KB (the reason quotes it: a header that long was undeliverable too),
+    // then a good CDR.
     let huge = format!("{{\"cdr_id\":\"x\",\"pad\":\"{}\"", "a".repeat(2_000_000)).into_bytes();
     let good = tmp.path().join("good.jsonl");
-    write_cdrs(&good, 1, "after-huge");
-    let good = std::fs::read(&good).unwrap();
-    for payload in [&huge[..], good.trim_ascii_end()] {
+    write_cdrs(&good, 2, "after-huge");
+    let good = std::fs::read_to_string(&good).unwrap();
+    let (first, second) = good.trim_end().split_once('\n').unwrap();
+    let long_number = first.replace("+491511234", &"9".repeat(600_000));
+    for payload in [&huge[..], long_number.as_bytes(), second.as_bytes()] {
         producer
             .send(
                 BaseRecord::<[u8], [u8]>::to("cdrs")
@@ -342,8 +346,15 @@ fn a_record_too_large_for_a_dead_letter_is_dead_lettered_by_its_head_and_digest(
     let summary = ingest_to_end(&broker, "cdrs", "g", &data);
     assert_eq!(summary["stored"], 1, "{summary}");
     assert_eq!(summary["dead_lettered"]["malformed_json"], 1, "{summary}");
-    let dead = read_dead_letters(&broker, "cdrs.dlq", 1);
-    assert_eq!(dead.len(), 1);
+    assert_eq!(summary["dead_lettered"]["bad_number"], 1, "{summary}");
+    let dead = read_dead_letters(&broker, "cdrs.dlq", 2);
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[1].reason, "bad_number");
+    assert!(
+        dead[1].error.len() <= 4 * 1024 + 3,
+        "{}",
+        dead[1].error.len()
+    );
     assert_eq!(dead[0].reason, "malformed_json");
     assert_eq!(dead[0].payload, huge[..512 * 1024]);
     assert_eq!(dead[0].source_offset, 0);

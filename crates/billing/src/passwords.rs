@@ -59,10 +59,11 @@ impl PdfPasswords {
     /// Refuses a line naming a customer `customers.csv` does not know (`k1003` for `K1003`):
     /// that customer's EVNs, promised protected, would come out plain without a word.
     pub fn check_customers(&self, known: &[&str]) -> Result<(), PasswordsError> {
+        let set: std::collections::HashSet<&str> = known.iter().copied().collect();
         let mut unknown: Vec<(&String, u64)> = self
             .by_customer
             .keys()
-            .filter(|id| !known.contains(&id.as_str()))
+            .filter(|id| !set.contains(id.as_str()))
             .map(|id| (id, self.lines.get(id).copied().unwrap_or(0)))
             .collect();
         unknown.sort_by_key(|&(_, line)| line);

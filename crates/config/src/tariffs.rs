@@ -23,17 +23,17 @@ const NEVER_FLATRATE: [&str; 4] = ["service", "premium", "eu", "world"];
 /// 144,000 €, far inside the stored `Decimal(18,4)`.
 const MAX_PER_MINUTE: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 
-/// Whatever its zones are called, no flatrate covers these numbers (DOMAIN.md, Rating: service
-/// and premium calls are always charged; German flatrates leave out every special-rate number):
-/// one example of each kind, zoned as a call to it would be. A zone's name alone let a plan
-/// with `flatrate = ["ausland", "mehrwert"]` swallow hour-long 0900 and US calls unbilled.
-const NEVER_FLATRATE_NUMBERS: [(&str, &str); 6] = [
-    ("+491801234567", "service numbers (0180)"),
-    ("+4990012345678", "premium-rate numbers (0900)"),
-    ("+4913712345", "televoting numbers (0137)"),
-    ("+4913812345", "televoting numbers (0138)"),
-    ("+4970012345678", "personal numbers (0700)"),
-    ("11833", "directory enquiries (118xx)"),
+/// Whatever its zones are called, no flatrate covers the numbers of these ranges (DOMAIN.md,
+/// Rating: service and premium calls are always charged; German flatrates leave out every
+/// special-rate number). A zone's name alone let a plan with `flatrate = ["ausland",
+/// "mehrwert"]` swallow hour-long 0900 and US calls unbilled.
+const NEVER_FLATRATE_RANGES: [(&str, &str); 6] = [
+    ("+49180", "service numbers (0180)"),
+    ("+49900", "premium-rate numbers (0900)"),
+    ("+49137", "televoting numbers (0137)"),
+    ("+49138", "televoting numbers (0138)"),
+    ("+49700", "personal numbers (0700)"),
+    ("118", "directory enquiries (118xx)"),
 ];
 
 /// A tariff zone's id as named in `[zones]`, e.g. `mobile`.
@@ -269,11 +269,13 @@ impl Tariffs {
                         .rev()
                         .find_map(|len| prefixes.get(&n[..len]))
                 };
-                if let Some((n, what)) = NEVER_FLATRATE_NUMBERS
-                    .iter()
-                    .find(|(n, _)| zone_of(n) == Some(&id))
-                {
-                    return Err(err(zone.span(), format!("plan `{name}`: flatrate zone `{id}` would cover {what}, e.g. {n}, which are always charged: give them a zone of their own outside the flatrate (e.g. `service = [\"+49180\", \"+49137\", \"+49138\", \"+49700\"]`, `premium = [\"+49900\"]`, `directory = [\"118\"]`)")));
+                // A range's numbers fall into the flatrate zone if the range's own prefix does
+                // (no longer prefix catches them all: `premium = ["+499001"]` leaves +499009…
+                // to `+49`), or if the zone lists a prefix inside the range.
+                if let Some((range, what)) = NEVER_FLATRATE_RANGES.iter().find(|(range, _)| {
+                    zone_of(range) == Some(&id) || zones[&id].iter().any(|p| p.starts_with(range))
+                }) {
+                    return Err(err(zone.span(), format!("plan `{name}`: flatrate zone `{id}` would cover {what}, numbers from {range}, which are always charged: give the whole range a zone of its own outside the flatrate (e.g. `service = [\"+49180\", \"+49137\", \"+49138\", \"+49700\"]`, `premium = [\"+49900\"]`, `directory = [\"118\"]`)")));
                 }
                 flatrate.insert(id);
             }
@@ -515,7 +517,20 @@ special   = { per_minute = "1.9900", increment = "60/60" }
         );
         check_err(
             &BASE.replace(r#""+49900", "#, ""),
+            "flatrate zone `landline` would cover premium-rate numbers (0900), numbers from +49900",
+        );
+        // Part of a range in a charged zone leaves the rest to the flatrate.
+        check_err(
+            &BASE.replace(r#""+49900", "#, r#""+499001", "+499003", "#),
             "flatrate zone `landline` would cover premium-rate numbers (0900)",
+        );
+        // A flatrate zone listing a prefix inside a range.
+        check_err(
+            &BASE.replace(
+                r#"landline  = ["+49"]"#,
+                r#"landline  = ["+49", "+4970012"]"#,
+            ),
+            "would cover personal numbers (0700), numbers from +49700",
         );
         check_err(
             &BASE

@@ -65,6 +65,20 @@ pub const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 pub const DLQ_MAX_PAYLOAD: usize = 512 * 1024;
 /// The most of a record's key a dead letter carries.
 const DLQ_MAX_KEY: usize = 16 * 1024;
+/// The most of the reason text (`evn-error`) a dead letter carries.
+const DLQ_MAX_DETAIL: usize = 4 * 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary, with "…" where it was cut.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -1376,6 +1390,10 @@ impl State {
             .dlq_topic
             .clone()
             .unwrap_or_else(|| format!("{}.dlq", tp.0));
+        // The reason may quote the bad value (a "number" of 600 KB): a header that long would
+        // make the dead letter undeliverable again.
+        let detail = clip(detail, DLQ_MAX_DETAIL);
+        let detail = detail.as_ref();
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "evn-error",
@@ -1647,7 +1665,6 @@ impl State {
         }
     }
 
-    /// Readiness comes back once the broker answers a metadata request.
     /// The assigned partitions whose next offset the broker's log does not hold, for the
     /// offset-gap error: librdkafka's own warning names neither topic nor partition.
     fn gaps(&self, consumer: &StreamConsumer<Ctx>) -> String {
@@ -1675,6 +1692,7 @@ impl State {
         }
     }
 
+    /// Readiness comes back once the broker answers a metadata request.
     fn probe_broker(&self, consumer: &StreamConsumer<Ctx>) {
         let topic = self.opts.topics.first().map(String::as_str);
         let answered = tokio::task::block_in_place(|| {

@@ -123,8 +123,8 @@ pub struct EvnDocument {
 /// Days of a month, first and last included.
 pub type DayRange = (NaiveDate, NaiveDate);
 
-/// " vom 1.11. bis zum 9.11.2026 und ab dem 20.11.2026" for days within `month`; empty when
-/// they are the whole month (or none are given).
+/// " bis zum 09.11.2026 und ab dem 20.11.2026" (or "vom … bis zum …" for days inside the
+/// month) for days within `month`; empty when they are the whole month (or none are given).
 fn days(periods: &[DayRange], month: BillingMonth) -> String {
     let (first, last) = (month.first_day(), month.last_day());
     let date = crate::format::date;

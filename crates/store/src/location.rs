@@ -129,22 +129,23 @@ impl Location {
         }
     }
 
-    /// An encrypted file (Parquet modular encryption's `PARE` footer) among the first and last
-    /// of the newest billing month, if any: a data location that holds encrypted data must not
-    /// be written in the clear by a process started without the key. A few files are enough:
-    /// a key is never taken away from a location that has one (rotation keeps old keys), so
-    /// the newest month says how the location is written.
+    /// An encrypted file (Parquet modular encryption's `PARE` footer), if the location holds
+    /// one: a data location that holds encrypted data must not be written in the clear by a
+    /// process started without the key. The first and last file of every month are looked at
+    /// (a tail read each), newest month first: a key is never taken from a location that had
+    /// one, so a month written with it shows it in any of its files, while a plain month (a
+    /// future-dated one from a switch clock years ahead, one from before the key) says nothing
+    /// about the others.
     pub fn encrypted_file(&self) -> Result<Option<PathBuf>, StoreError> {
-        let Some(month) = self.list_months()?.into_iter().next_back() else {
-            return Ok(None);
-        };
-        let files = self.list_month_files(month)?;
-        for file in files.first().into_iter().chain(files.last()) {
-            if self.is_encrypted(file)? {
-                return Ok(Some(match self {
-                    Location::Local(_) => file.clone(),
-                    Location::Object(o) => PathBuf::from(o.display(&file.to_string_lossy())),
-                }));
+        for month in self.list_months()?.into_iter().rev() {
+            let files = self.list_month_files(month)?;
+            for file in files.first().into_iter().chain(files.last()) {
+                if self.is_encrypted(file)? {
+                    return Ok(Some(match self {
+                        Location::Local(_) => file.clone(),
+                        Location::Object(o) => PathBuf::from(o.display(&file.to_string_lossy())),
+                    }));
+                }
             }
         }
         Ok(None)

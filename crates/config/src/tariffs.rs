@@ -153,10 +153,7 @@ impl Tariffs {
 
     /// The zone of a dialled number: the longest matching prefix wins.
     pub fn zone_of(&self, number: &str) -> Option<&ZoneId> {
-        let max = self.longest_prefix.min(number.len());
-        (0..=max)
-            .rev()
-            .find_map(|len| number.get(..len).and_then(|p| self.prefixes.get(p)))
+        longest_match(&self.prefixes, self.longest_prefix, number)
     }
 
     /// The German label for a zone (`[zone_labels]`), or the zone id where none is given.
@@ -264,11 +261,7 @@ impl Tariffs {
                 {
                     return Err(err(zone.span(), format!("plan `{name}`: flatrate zone `{id}` holds the international prefix {p:?}: international calls are always charged; move it to a zone outside the flatrate")));
                 }
-                let zone_of = |n: &str| {
-                    (0..=longest_prefix.min(n.len()))
-                        .rev()
-                        .find_map(|len| prefixes.get(&n[..len]))
-                };
+                let zone_of = |n: &str| longest_match(&prefixes, longest_prefix, n);
                 // A range's numbers fall into the flatrate zone if the range's own prefix does
                 // (no longer prefix catches them all: `premium = ["+499001"]` leaves +499009…
                 // to `+49`), or if the zone lists a prefix inside the range.
@@ -344,6 +337,17 @@ impl Tariffs {
             by_ix,
         })
     }
+}
+
+/// The zone of the longest prefix of `number` (at most `longest` bytes) that `prefixes` holds.
+fn longest_match<'p>(
+    prefixes: &'p FxHashMap<String, ZoneId>,
+    longest: usize,
+    number: &str,
+) -> Option<&'p ZoneId> {
+    (0..=longest.min(number.len()))
+        .rev()
+        .find_map(|len| number.get(..len).and_then(|p| prefixes.get(p)))
 }
 
 fn valid_id(s: &str) -> bool {
